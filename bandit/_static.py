@@ -1,0 +1,57 @@
+"""``static``: fixed weights, for A/B tests, canaries and blue/green switches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._context_free import ContextFreePolicy
+from ._errors import SpecError
+from ._policy import FloatArray, Policy
+from ._registry import register
+from ._spec import SpecReader
+from ._types import Arm, Context
+
+
+@register
+class StaticPolicy(ContextFreePolicy):
+    """Serve each arm in proportion to its weight; learning only keeps statistics.
+
+    ``weights`` maps arm → non-negative weight (normalised over the offered
+    arms); arms it omits, and arms added later, get weight 0. Without
+    ``weights`` every arm gets the same share.
+    """
+
+    type_name = "static"
+
+    @classmethod
+    def _from_reader(
+        cls, reader: SpecReader, arms: Sequence[Arm], *, floor: float, seed: int
+    ) -> Policy:
+        weights: dict[str, float] = {}
+        if reader.has("weights"):
+            section = reader.section("weights")
+            for arm in section.keys():  # noqa: SIM118 - a SpecReader, not a dict
+                if arm not in arms:
+                    raise SpecError(f"{section.path}.{arm}", f"is not an arm ({', '.join(arms)})")
+                weights[arm] = section.number(arm, 0.0, low=0.0)
+            section.finish()
+            if not any(weights.values()):
+                raise SpecError(section.path, "must give at least one arm a positive weight")
+        else:
+            weights = dict.fromkeys(arms, 1.0)
+        reader.number("discount", 1.0, low=0.0, high=1.0, low_open=True)
+        return cls(arms, floor=floor, seed=seed, params={"weights": weights})
+
+    def _on_add_arm(self, arm: Arm) -> None:
+        super()._on_add_arm(arm)
+        self.params["weights"].setdefault(arm, 0.0)
+
+    def _on_remove_arm(self, arm: Arm, index: int) -> None:
+        super()._on_remove_arm(arm, index)
+        self.params["weights"].pop(arm, None)
+
+    def _preferences(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
+        weights = self.params["weights"]
+        return np.array([weights.get(arm, 0.0) for arm in offered], dtype=np.float64)

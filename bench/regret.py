@@ -1,0 +1,470 @@
+"""Regret of our policies against mabwiser's and against VW run directly, on the same draws.
+
+    .venv/bin/python bench/regret.py            # the full run (≈ 6–8 min on 2 cores)
+    .venv/bin/python bench/regret.py --quick    # a smoke run (≈ 5 s)
+
+Every policy, ours or a reference, runs through ``bandit.sim.run``: for a given
+seed the same contexts, the same choice uniforms and, arm for arm, the same
+reward draws (common random numbers), so differences are the policies'.
+References plug into ``run`` through adapters that offer what it calls
+(``arms``, ``probabilities``, ``update``):
+
+- mabwiser 2.7 ``MAB(arms, LearningPolicy.X(...), seed=seed)``: ``predict``
+  picks an arm, served with probability 1; feedback goes to ``fit`` (the first
+  time) and then ``partial_fit``. mabwiser refuses ``predict`` before a ``fit``,
+  so until its first feedback the adapter offers the arms uniformly (what our
+  policies do with no data). Its UCB1 scores an arm with no reward yet as 0,
+  below every tried arm, so it would never try it: for UCB1 the adapter offers
+  the arms without feedback first (UCB1's own initialisation, Auer et al. 2002,
+  and what our ucb1 does).
+- VW ``--cb_explore_adf`` run directly: a ``vowpalwabbit.Workspace`` with the
+  arguments our VW policy gives VW, fed text examples formatted in ``_common``
+  (not by ``bandit``); its pmf is served as is.
+
+All policies learn in batches of ``--batch`` events (ours via ``run(batch=B)``,
+the references through the same loop), so mabwiser's per-call cost stays
+bounded and every policy sees the same information at every step.
+
+Cases (the means are part of the contract of this benchmark):
+
+- ``k2-close``: means 0.05 / 0.06, T = 50,000.
+- ``k5``: means 0.30 / 0.35 / 0.40 / 0.45 / 0.50, T = 20,000.
+- ``switch``: the k5 means, reversed at step 10,000 (the best arm becomes the
+  worst), T = 20,000. Our discounted policies use γ = 0.998: Garivier & Moulines
+  (2011) tune discounted UCB with γ = 1 − ¼·√(Υ/T) for Υ breakpoints over T
+  steps, here 1 − ¼·√(1/20,000) ≈ 0.998 (a memory of ≈ 500 events). Rows for
+  γ = 0.999 and 0.9995 show how the result depends on that choice; the budget
+  is checked on γ = 0.998, chosen before any run.
+- ``delay``: the k5 problem with each reward arriving 500 steps late.
+- ``contextual``: ``ContextualProblem(n_arms=4, n_features=20, seed=0)``, T = 10,000.
+
+Budgets (DESIGN.md and the issue): our thompson ≤ 1.1 × mabwiser's Thompson
+regret on k2-close, k5 and delay; our discounted thompson ≤ 1.0 × mabwiser's
+UCB1 regret on switch; each of our VW policies' mean reward within 1 % of VW
+run directly with the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import _common
+import numpy as np
+import vowpalwabbit
+from mabwiser.mab import MAB, LearningPolicy
+
+from bandit import Feedback, Policy, make_policy
+from bandit.sim import BernoulliProblem, ContextualProblem, Problem, run
+
+K5_MEANS = (0.30, 0.35, 0.40, 0.45, 0.50)
+SWITCH_DISCOUNT = 0.998
+SENSITIVITY_DISCOUNTS = (0.999, 0.9995)
+DELAY = 500
+
+
+# -- the contenders -----------------------------------------------------------
+
+
+class SimPolicy(Protocol):
+    """What ``bandit.sim.run`` calls on a policy; the reference adapters offer it."""
+
+    @property
+    def arms(self) -> tuple[str, ...]: ...
+
+    def probabilities(self, context: Any = None, eligible: Any = None) -> dict[str, float]: ...
+
+    def update(self, feedback: Iterable[Feedback]) -> None: ...
+
+
+class MabwiserReference:
+    """A mabwiser ``MAB`` behind the interface ``run`` uses (see the module docstring)."""
+
+    def __init__(self, arms: Sequence[str], learning_policy: Any, seed: int) -> None:
+        self.arms = tuple(arms)
+        self._mab = MAB(list(arms), learning_policy, seed=seed)
+        self._fitted = False
+        untried_first = isinstance(learning_policy, LearningPolicy.UCB1)
+        self._untried = set(arms) if untried_first else set()
+
+    def probabilities(self, context: Any = None, eligible: Any = None) -> dict[str, float]:
+        if not self._fitted or self._untried:
+            offered = self._untried or set(self.arms)
+            return {arm: 1.0 / len(offered) if arm in offered else 0.0 for arm in self.arms}
+        choice = self._mab.predict()
+        return {arm: 1.0 if arm == choice else 0.0 for arm in self.arms}
+
+    def update(self, feedback: Iterable[Feedback]) -> None:
+        batch = list(feedback)
+        decisions = [item.arm for item in batch]
+        rewards = [item.reward for item in batch]
+        if self._fitted:
+            self._mab.partial_fit(decisions, rewards)
+        else:
+            self._mab.fit(decisions, rewards)
+            self._fitted = True
+        self._untried.difference_update(decisions)
+
+
+class VWReference:
+    """VW's ``cb_explore_adf`` run directly on text examples formatted by ``_common``."""
+
+    def __init__(self, arms: Sequence[str], args: str) -> None:
+        self.arms = tuple(arms)
+        self._actions = _common.action_lines(self.arms)
+        self._index = {arm: i for i, arm in enumerate(self.arms)}
+        self._workspace = vowpalwabbit.Workspace(args)
+
+    def probabilities(self, context: Any = None, eligible: Any = None) -> dict[str, float]:
+        pmf = self._workspace.predict(_common.adf_example(context, self._actions))
+        return {arm: float(p) for arm, p in zip(self.arms, pmf, strict=True)}
+
+    def update(self, feedback: Iterable[Feedback]) -> None:
+        for item in feedback:
+            assert item.context is not None  # noqa: S101 - run always passes the context
+            self._workspace.learn(_common.labelled_example(
+                item.context, self._actions, self._index[item.arm], item.reward,
+                item.probability))
+
+
+@dataclass(frozen=True, slots=True)
+class Contender:
+    """One policy in a case: ours (a ``make_policy`` spec) or a reference.
+
+    ``source`` is ``ours``, ``mabwiser`` (``spec`` = the LearningPolicy's name
+    and keyword arguments) or ``vw`` (``spec`` = the spec of our VW policy whose
+    arguments VW is run with).
+    """
+
+    label: str
+    source: str
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.source != "ours"
+
+    def build(self, arms: Sequence[str], seed: int) -> SimPolicy:
+        if self.source == "ours":
+            return make_policy(self.spec, arms, seed=seed)
+        if self.source == "mabwiser":
+            learning_policy = getattr(LearningPolicy, self.spec["policy"])(**self.spec["args"])
+            return MabwiserReference(arms, learning_policy, seed)
+        return VWReference(arms, _common.vw_command(make_policy(self.spec, arms, seed=seed)))
+
+
+def ours(label: str, **spec: Any) -> Contender:
+    return Contender(label, "ours", spec)
+
+
+def mabwiser(label: str, policy: str, **args: Any) -> Contender:
+    return Contender(label, "mabwiser", {"policy": policy, "args": args})
+
+
+CONTEXT_FREE = (
+    ours("ours thompson", type="thompson"),
+    ours("ours epsilon_greedy (ε 0.1)", type="epsilon_greedy", epsilon=0.1),
+    ours("ours ucb1 (α 1)", type="ucb1", alpha=1.0),
+    mabwiser("mabwiser ThompsonSampling", "ThompsonSampling"),
+    mabwiser("mabwiser EpsilonGreedy (ε 0.1)", "EpsilonGreedy", epsilon=0.1),
+    mabwiser("mabwiser UCB1 (α 1)", "UCB1", alpha=1.0),
+)
+
+SWITCHING = (
+    ours(f"ours thompson, discount {SWITCH_DISCOUNT}", type="thompson",
+         discount=SWITCH_DISCOUNT),
+    ours(f"ours ucb1 (α 1), discount {SWITCH_DISCOUNT}", type="ucb1", alpha=1.0,
+         discount=SWITCH_DISCOUNT),
+    *(ours(f"ours thompson, discount {g} (sensitivity)", type="thompson", discount=g)
+      for g in SENSITIVITY_DISCOUNTS),
+    ours("ours thompson", type="thompson"),
+    ours("ours ucb1 (α 1)", type="ucb1", alpha=1.0),
+    mabwiser("mabwiser ThompsonSampling", "ThompsonSampling"),
+    mabwiser("mabwiser UCB1 (α 1)", "UCB1", alpha=1.0),
+)
+
+
+VW_POLICIES = (
+    ("online_cover (cover 3)", {"type": "online_cover", "cover": 3}),
+    ("vw --squarecb", {"type": "vw", "flags": "--squarecb"}),
+    ("vw --epsilon 0.05", {"type": "vw", "flags": "--epsilon 0.05"}),
+)
+CONTEXTUAL = (
+    *(Contender(f"ours {name}", "ours", spec) for name, spec in VW_POLICIES),
+    ours("ours thompson (context-free)", type="thompson"),
+    *(Contender(f"VW direct, as {name}", "vw", spec) for name, spec in VW_POLICIES),
+)
+
+
+# -- the cases ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    name: str
+    description: str
+    problem: Problem
+    steps: int
+    delay: int
+    contenders: tuple[Contender, ...]
+    switch_at: int | None = None
+
+    def contender(self, label: str) -> Contender:
+        return next(c for c in self.contenders if c.label == label)
+
+
+def make_cases(quick: bool) -> dict[str, Case]:
+    """The five cases; ``quick`` shortens them for a smoke run."""
+    scale = 10 if quick else 1
+    k5_steps = 20_000 // scale
+    switch_at = k5_steps // 2
+    cases = [
+        Case("k2-close", "K=2, means 0.05 / 0.06", BernoulliProblem([0.05, 0.06]),
+             50_000 // scale, 0, CONTEXT_FREE),
+        Case("k5", f"K=5, means {' / '.join(f'{m:.2f}' for m in K5_MEANS)}",
+             BernoulliProblem(K5_MEANS), k5_steps, 0, CONTEXT_FREE),
+        Case("switch", f"the k5 means, reversed at step {switch_at:,}",
+             BernoulliProblem(K5_MEANS, switches=[(switch_at, K5_MEANS[::-1])]),
+             k5_steps, 0, SWITCHING, switch_at),
+        Case("delay", f"the k5 problem, rewards {DELAY} steps late",
+             BernoulliProblem(K5_MEANS), k5_steps, DELAY, CONTEXT_FREE),
+        Case("contextual", "ContextualProblem(n_arms=4, n_features=20, seed=0)",
+             ContextualProblem(n_arms=4, n_features=20, seed=0), 10_000 // scale, 0,
+             CONTEXTUAL),
+    ]
+    return {case.name: case for case in cases}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    regret: float
+    reward: float
+    seconds: float
+    regret_after_switch: float
+
+
+def simulate(case_name: str, label: str, seed: int, quick: bool, batch: int) -> Outcome:
+    """One run of one contender on one case (in a worker process)."""
+    case = make_cases(quick)[case_name]
+    policy = case.contender(label).build(case.problem.arms, seed)
+    start = time.perf_counter()
+    # run only calls arms / probabilities / update, which the references offer too.
+    result = run(cast(Policy, policy), case.problem, case.steps, seed=seed, delay=case.delay,
+                 batch=batch)
+    seconds = time.perf_counter() - start
+    after = float(result.regret[case.switch_at:].sum()) if case.switch_at else math.nan
+    return Outcome(result.total_regret, result.mean_reward, seconds, after)
+
+
+# -- statistics and the report ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Summary:
+    """One contender's outcomes on one case, indexed by seed (so that runs pair up)."""
+
+    regrets: np.ndarray
+    rewards: np.ndarray
+    seconds: float
+    regret_after_switch: float
+
+    @classmethod
+    def of(cls, outcomes: dict[int, Outcome]) -> Summary:
+        seeds = sorted(outcomes)
+        return cls(np.array([outcomes[s].regret for s in seeds]),
+                   np.array([outcomes[s].reward for s in seeds]),
+                   float(np.mean([o.seconds for o in outcomes.values()])),
+                   float(np.mean([o.regret_after_switch for o in outcomes.values()])))
+
+    @property
+    def regret(self) -> float:
+        return float(self.regrets.mean())
+
+    @property
+    def reward(self) -> float:
+        return float(self.rewards.mean())
+
+
+def _se(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan
+
+
+def paired_ratio(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """mean(a) / mean(b) and its standard error, a[s] and b[s] from the same seed s.
+
+    Delta method for a ratio of means of paired samples:
+    Var(ā / b̄) ≈ Var(aₛ − r·bₛ) / (n·b̄²) with r = ā / b̄, which credits the
+    correlation that common random numbers create (identical runs give SE 0).
+    """
+    ratio = float(a.mean() / b.mean())
+    return ratio, _se(a - ratio * b) / abs(float(b.mean()))
+
+
+def case_table(case: Case, summaries: dict[str, Summary]) -> str:
+    references = [c for c in case.contenders if c.is_reference]
+    best_regret = min(summaries[c.label].regret for c in references)
+    best_reward = max(summaries[c.label].reward for c in references)
+    contextual = isinstance(case.problem, ContextualProblem)
+    headers = ["policy", "regret (mean ± SE)", "median", "ratio to best ref",
+               "mean reward ± SE"]
+    if case.switch_at:
+        headers[3:3] = ["before switch", "after switch"]
+    if contextual:
+        headers.append("reward ratio to best ref")
+    headers.append("s / run")
+    rows = []
+    for contender in case.contenders:
+        s = summaries[contender.label]
+        row = [contender.label, f"{s.regret:,.1f} ± {_se(s.regrets):,.1f}",
+               f"{float(np.median(s.regrets)):,.1f}",
+               "ref" if contender.is_reference else f"{s.regret / best_regret:.2f}",
+               f"{s.reward:.4f} ± {_se(s.rewards):.4f}"]
+        if case.switch_at:
+            after = s.regret_after_switch
+            row[3:3] = [f"{s.regret - after:,.1f}", f"{after:,.1f}"]
+        if contextual:
+            row.append("ref" if contender.is_reference else f"{s.reward / best_reward:.3f}")
+        row.append(f"{s.seconds:.1f}")
+        rows.append(row)
+    return _common.markdown_table(headers, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """``ours`` against ``reference`` on ``case``: a regret ratio cap or a reward tolerance."""
+
+    case: str
+    ours: str
+    reference: str
+    max_regret_ratio: float | None = None
+    reward_tolerance: float | None = None
+
+    def check(self, summaries: dict[str, dict[str, Summary]]) -> list[str]:
+        a = summaries[self.case][self.ours]
+        b = summaries[self.case][self.reference]
+        if self.max_regret_ratio is not None:
+            ratio, se = paired_ratio(a.regrets, b.regrets)
+            limit = f"regret ≤ {self.max_regret_ratio:g}×"
+            passed = ratio <= self.max_regret_ratio
+            measured = f"{ratio:.3f} ± {se:.3f}"
+        else:
+            assert self.reward_tolerance is not None  # noqa: S101 - one of the two is set
+            ratio, se = paired_ratio(a.rewards, b.rewards)
+            limit = f"reward within {self.reward_tolerance:.0%}"
+            passed = abs(ratio - 1.0) <= self.reward_tolerance
+            measured = f"{ratio:.4f} ± {se:.4f}"
+        return [self.case, self.ours, self.reference, limit, measured,
+                "PASS" if passed else "FAIL"]
+
+
+BUDGETS = (
+    *(Budget(case, "ours thompson", "mabwiser ThompsonSampling", max_regret_ratio=1.1)
+      for case in ("k2-close", "k5", "delay")),
+    Budget("switch", f"ours thompson, discount {SWITCH_DISCOUNT}", "mabwiser UCB1 (α 1)",
+           max_regret_ratio=1.0),
+    *(Budget("contextual", f"ours {name}", f"VW direct, as {name}", reward_tolerance=0.01)
+      for name, _ in VW_POLICIES),
+)
+
+
+# -- the driver ---------------------------------------------------------------
+
+
+class ProgressLine:
+    """Progress on stderr: one rewritten line on a terminal, a line per ~5 % otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.start = time.monotonic()
+        self._tty = sys.stderr.isatty()
+        self._next_report = 0.0
+
+    def advance(self, note: str) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        line = (f"[{self.done}/{self.total}] {elapsed:6.0f} s elapsed, ~{eta:4.0f} s left  "
+                f"{note}")
+        if self._tty:
+            print(f"\r\x1b[2K{line}", end="" if self.done < self.total else "\n",
+                  file=sys.stderr, flush=True)
+        elif self.done >= self._next_report or self.done == self.total:
+            print(line, file=sys.stderr, flush=True)
+            self._next_report = self.done + self.total / 20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 1/10 of the steps, 3 seeds")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per policy and case (default 30, 3 with --quick)")
+    parser.add_argument("--batch", type=int, default=10,
+                        help="events per update, for every policy alike (default 10)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="worker processes (default: up to 2)")
+    parser.add_argument("--cases", nargs="+", default=None,
+                        help="only these cases (k2-close k5 switch delay contextual)")
+    args = parser.parse_args(argv)
+    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 30)
+    cases = make_cases(args.quick)
+    selected = args.cases or list(cases)
+    unknown = set(selected) - set(cases)
+    if unknown:
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+
+    tasks = [(name, c.label, seed) for name in selected for c in cases[name].contenders
+             for seed in range(seeds)]
+    print(_common.run_header("bench/regret.py", ["bench/regret.py", *sys.argv[1:]]))
+    print(f"\n{seeds} seeds per policy (seed s: run(seed=s), policy seed s), updates every "
+          f"{args.batch} events for every policy (B = {args.batch}), {args.jobs} worker "
+          "processes. Regret: total expected (pseudo-)regret over the run; SE over seeds; "
+          "budget ratios are paired by seed (same draws), SE by the delta method.")
+    if args.quick:
+        print("\n**Quick run**: 1/10 of the steps and few seeds; the verdicts below are a "
+              "smoke test, not the benchmark.")
+
+    outcomes: dict[tuple[str, str], dict[int, Outcome]] = {}
+    progress = ProgressLine(len(tasks))
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(simulate, name, label, seed, args.quick, args.batch):
+                   (name, label, seed) for name, label, seed in tasks}
+        for future in as_completed(futures):
+            name, label, seed = futures[future]
+            outcome = future.result()
+            outcomes.setdefault((name, label), {})[seed] = outcome
+            progress.advance(f"{name}: {label}, seed {seed}: regret {outcome.regret:,.1f}")
+
+    summaries: dict[str, dict[str, Summary]] = {}
+    for name in selected:
+        case = cases[name]
+        summaries[name] = {c.label: Summary.of(outcomes[(name, c.label)])
+                           for c in case.contenders}
+        print(f"\n## {name}: {case.description}; T = {case.steps:,}, delay {case.delay}\n")
+        print(case_table(case, summaries[name]))
+        if isinstance(case.problem, ContextualProblem):
+            result = run(make_policy({"type": "static"}, case.problem.arms), case.problem,
+                         case.steps, seed=0)
+            arms = ", ".join(f"{m:.3f}" for m in result.arm_rewards)
+            print(f"\nFor scale (seed 0): oracle mean reward {result.oracle_reward:.3f}; "
+                  f"each fixed arm {arms}.")
+
+    budgets = [b for b in BUDGETS if b.case in summaries]
+    if budgets:
+        print("\n## Budgets\n")
+        print(_common.markdown_table(
+            ["case", "ours", "reference", "budget", "measured ratio ± SE", "verdict"],
+            [b.check(summaries) for b in budgets]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

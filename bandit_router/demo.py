@@ -16,14 +16,18 @@ from bandit import PolicySpec, make_policy, policy_types
 from bandit.sim import BernoulliProblem, ContextualProblem, Problem, Simulation
 
 # Label → spec, in display order. static is the A/B baseline (an equal split
-# that never learns); online_cover is VW's contextual cover (shown when the
-# installed bandit registers it).
+# that never learns); online_cover and vw_squarecb are VW's contextual
+# explorers (shown when the installed bandit registers them). Both appear
+# because they differ visibly: on the context-free problem online cover's
+# learners keep splitting traffic between arms (VW run directly does the same),
+# while SquareCB converges on both problems.
 DEMO_POLICIES: dict[str, PolicySpec] = {
     "static": {"type": "static"},
     "epsilon_greedy": {"type": "epsilon_greedy", "epsilon": 0.1},
     "thompson": {"type": "thompson"},
     "ucb1": {"type": "ucb1"},
     "online_cover": {"type": "online_cover"},
+    "vw_squarecb": {"type": "vw", "flags": "--squarecb"},
 }
 
 # Four variants converting at 45–60 %: close enough that an A/B test needs

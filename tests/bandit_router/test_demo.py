@@ -30,9 +30,10 @@ def test_lanes_advance_level_and_share_contexts_and_draws() -> None:
 
 
 def test_every_available_policy_is_a_registered_type() -> None:
-    # online_cover is VW's contextual policy: the demo is built to show it.
+    # online_cover and vw_squarecb are VW's contextual policies: the demo is
+    # built to show them.
     assert available_policies() == ("static", "epsilon_greedy", "thompson", "ucb1",
-                                    "online_cover")
+                                    "online_cover", "vw_squarecb")
 
 
 @pytest.mark.parametrize(

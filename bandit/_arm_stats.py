@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._policy import FloatArray
+from ._spec import SpecReader
 from ._types import Arm, Feedback
 
 
@@ -81,6 +82,6 @@ class ArmStatistics:
         return stats
 
 
-def read_discount(reader: Any) -> float:
+def read_discount(reader: SpecReader) -> float:
     """The ``discount`` key every context-free policy accepts: γ ∈ (0, 1], 1 = no forgetting."""
     return float(reader.number("discount", 1.0, low=0.0, high=1.0, low_open=True))

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 from ._arm_stats import ArmStatistics
+from ._change_detection import ChangeDetector
+from ._errors import FeedbackError
 from ._policy import Policy
 from ._types import Arm, Feedback
 
@@ -14,7 +16,9 @@ class ContextFreePolicy(Policy):
     """A policy whose state is ``ArmStatistics`` plus a few parameters.
 
     Subclasses keep their parameters in ``params`` (JSON-ready) and implement
-    ``_preferences``; learning, arm changes and snapshots live here.
+    ``_preferences``; learning, arm changes and snapshots live here. With
+    ``params["change_detection"]`` set, a ``ChangeDetector`` watches every arm's
+    rewards and a detected change restarts the policy (all statistics cleared).
     """
 
     def __init__(
@@ -30,6 +34,14 @@ class ContextFreePolicy(Policy):
         self.stats = ArmStatistics(len(self._arms), discount)
         self.params: dict[str, Any] = dict(params or {})
         self._validate_params()
+        config = self.params.get("change_detection")
+        self.detector: ChangeDetector | None = (
+            None if config is None else ChangeDetector(len(self._arms), **config))
+
+    @property
+    def restarts(self) -> int:
+        """How many times a detected change restarted the policy (0 without detection)."""
+        return 0 if self.detector is None else self.detector.restarts
 
     def _validate_params(self) -> None:
         """Hook: check ``params`` on construction and restore."""
@@ -40,16 +52,41 @@ class ContextFreePolicy(Policy):
     def _learn(self, batch: list[Feedback]) -> None:
         for item in batch:
             self._check_reward(item)
+            if self.detector is not None and not 0.0 <= item.reward <= 1.0:
+                raise FeedbackError(
+                    f"policy.change_detection takes rewards in [0, 1], got {item.reward!r} "
+                    f"for {item.arm!r}")
         self.stats.record(batch, self._arms)
+        if self.detector is not None:
+            self._watch(batch, self.detector)
+
+    def _watch(self, batch: list[Feedback], detector: ChangeDetector) -> None:
+        # Tested once per batch: a change is found at most a batch late, and a
+        # learner's batch of 100 costs one GLR scan per arm, not 100.
+        index = {arm: i for i, arm in enumerate(self._arms)}
+        touched = set()
+        for item in batch:
+            detector.observe(index[item.arm], item.reward)
+            touched.add(index[item.arm])
+        if detector.changed(touched):
+            self.stats = ArmStatistics(len(self._arms), self.stats.discount)
+            detector.restart()
 
     def _on_add_arm(self, arm: Arm) -> None:
         self.stats.append()
+        if self.detector is not None:
+            self.detector.append()
 
     def _on_remove_arm(self, arm: Arm, index: int) -> None:
         self.stats.delete(index)
+        if self.detector is not None:
+            self.detector.delete(index)
 
     def _state(self) -> dict[str, Any]:
-        return {"params": self.params, "stats": self.stats.to_state()}
+        state = {"params": self.params, "stats": self.stats.to_state()}
+        if self.detector is not None:
+            state["detector"] = self.detector.to_state()
+        return state
 
     @classmethod
     def _restore(cls, arms: list[Arm], floor: float, seed: int, state: dict[str, Any]) -> Self:
@@ -59,4 +96,6 @@ class ContextFreePolicy(Policy):
         policy = cls(arms, floor=floor, seed=seed, discount=stats.discount,
                      params=dict(state["params"]))
         policy.stats = stats
+        if policy.detector is not None:
+            policy.detector.load_state(state["detector"])
         return policy

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ._arm_stats import read_discount
+from ._change_detection import read_change_detection
 from ._context_free import ContextFreePolicy
 from ._greedy import top_share
 from ._policy import FloatArray, Policy
@@ -29,9 +31,10 @@ class EpsilonGreedyPolicy(ContextFreePolicy):
     ) -> Policy:
         epsilon = reader.number("epsilon", 0.1, low=0.0, high=1.0)
         decay = reader.number("decay", 0.0, low=0.0)
-        discount = reader.number("discount", 1.0, low=0.0, high=1.0, low_open=True)
+        discount = read_discount(reader)
         return cls(arms, floor=floor, seed=seed, discount=discount,
-                   params={"epsilon": epsilon, "decay": decay})
+                   params={"epsilon": epsilon, "decay": decay,
+                           **read_change_detection(reader)})
 
     def current_epsilon(self) -> float:
         """The exploration rate at the current state."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._arm_stats import read_discount
 from ._context_free import ContextFreePolicy
 from ._errors import SpecError
 from ._policy import FloatArray, Policy
@@ -41,7 +42,7 @@ class StaticPolicy(ContextFreePolicy):
                 raise SpecError(section.path, "must give at least one arm a positive weight")
         else:
             weights = dict.fromkeys(arms, 1.0)
-        reader.number("discount", 1.0, low=0.0, high=1.0, low_open=True)
+        read_discount(reader)  # accepted for symmetry; static never uses its statistics
         return cls(arms, floor=floor, seed=seed, params={"weights": weights})
 
     def _on_add_arm(self, arm: Arm) -> None:

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._arm_stats import read_discount
+from ._change_detection import read_change_detection
 from ._context_free import ContextFreePolicy
 from ._errors import FeedbackError, SpecError
 from ._policy import FloatArray, Policy
@@ -61,9 +63,10 @@ class ThompsonPolicy(ContextFreePolicy):
             }
         prior.finish()
         samples = reader.integer("samples", DEFAULT_SAMPLES, low=100, high=1_000_000)
-        discount = reader.number("discount", 1.0, low=0.0, high=1.0, low_open=True)
+        discount = read_discount(reader)
         return cls(arms, floor=floor, seed=seed, discount=discount,
-                   params={"family": family, "prior": prior_params, "samples": samples})
+                   params={"family": family, "prior": prior_params, "samples": samples,
+                           **read_change_detection(reader)})
 
     def _validate_params(self) -> None:
         if self.params.get("family") not in ("beta", "gaussian"):

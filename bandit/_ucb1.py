@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._arm_stats import read_discount
+from ._change_detection import read_change_detection
 from ._context_free import ContextFreePolicy
 from ._greedy import top_share
 from ._policy import FloatArray, Policy
@@ -32,8 +34,9 @@ class UCB1Policy(ContextFreePolicy):
         cls, reader: SpecReader, arms: Sequence[Arm], *, floor: float, seed: int
     ) -> Policy:
         alpha = reader.number("alpha", 1.0, low=0.0)
-        discount = reader.number("discount", 1.0, low=0.0, high=1.0, low_open=True)
-        return cls(arms, floor=floor, seed=seed, discount=discount, params={"alpha": alpha})
+        discount = read_discount(reader)
+        return cls(arms, floor=floor, seed=seed, discount=discount,
+                   params={"alpha": alpha, **read_change_detection(reader)})
 
     def _preferences(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
         index = [self._arms.index(arm) for arm in offered]

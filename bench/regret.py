@@ -34,14 +34,16 @@ Cases (the means are part of the contract of this benchmark):
   (2011) tune discounted UCB with γ = 1 − ¼·√(Υ/T) for Υ breakpoints over T
   steps, here 1 − ¼·√(1/20,000) ≈ 0.998 (a memory of ≈ 500 events). Rows for
   γ = 0.999 and 0.9995 show how the result depends on that choice; the budget
-  is checked on γ = 0.998, chosen before any run.
+  is checked on γ = 0.998, chosen before any run. The change-detecting policies
+  (``change_detection`` at its defaults: a GLR test per arm, restart on alarm)
+  run here and, to show what false alarms cost, on the stationary cases too.
 - ``delay``: the k5 problem with each reward arriving 500 steps late.
 - ``contextual``: ``ContextualProblem(n_arms=4, n_features=20, seed=0)``, T = 10,000.
 
 Budgets (DESIGN.md and the issue): our thompson ≤ 1.1 × mabwiser's Thompson
-regret on k2-close, k5 and delay; our discounted thompson ≤ 1.0 × mabwiser's
-UCB1 regret on switch; each of our VW policies' mean reward within 1 % of VW
-run directly with the same flags.
+regret on k2-close, k5 and delay; our change-detecting thompson and our
+discounted thompson each ≤ 1.0 × mabwiser's UCB1 regret on switch; each of our
+VW policies' mean reward within 1 % of VW run directly with the same flags.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ K5_MEANS = (0.30, 0.35, 0.40, 0.45, 0.50)
 SWITCH_DISCOUNT = 0.998
 SENSITIVITY_DISCOUNTS = (0.999, 0.9995)
 DELAY = 500
+# The GLR change detector at its defaults (δ = 0.001, blocks of 10 events).
+CHANGE_DETECTING = "ours thompson, change detection"
 
 
 # -- the contenders -----------------------------------------------------------
@@ -170,6 +174,7 @@ def mabwiser(label: str, policy: str, **args: Any) -> Contender:
 
 CONTEXT_FREE = (
     ours("ours thompson", type="thompson"),
+    ours(CHANGE_DETECTING, type="thompson", change_detection={}),
     ours("ours epsilon_greedy (ε 0.1)", type="epsilon_greedy", epsilon=0.1),
     ours("ours ucb1 (α 1)", type="ucb1", alpha=1.0),
     mabwiser("mabwiser ThompsonSampling", "ThompsonSampling"),
@@ -178,6 +183,8 @@ CONTEXT_FREE = (
 )
 
 SWITCHING = (
+    ours(CHANGE_DETECTING, type="thompson", change_detection={}),
+    ours("ours ucb1 (α 1), change detection", type="ucb1", alpha=1.0, change_detection={}),
     ours(f"ours thompson, discount {SWITCH_DISCOUNT}", type="thompson",
          discount=SWITCH_DISCOUNT),
     ours(f"ours ucb1 (α 1), discount {SWITCH_DISCOUNT}", type="ucb1", alpha=1.0,
@@ -367,6 +374,7 @@ class Budget:
 BUDGETS = (
     *(Budget(case, "ours thompson", "mabwiser ThompsonSampling", max_regret_ratio=1.1)
       for case in ("k2-close", "k5", "delay")),
+    Budget("switch", CHANGE_DETECTING, "mabwiser UCB1 (α 1)", max_regret_ratio=1.0),
     Budget("switch", f"ours thompson, discount {SWITCH_DISCOUNT}", "mabwiser UCB1 (α 1)",
            max_regret_ratio=1.0),
     *(Budget("contextual", f"ours {name}", f"VW direct, as {name}", reward_tolerance=0.01)

@@ -21,6 +21,11 @@ SPECS: list[dict[str, Any]] = [
     {"type": "thompson", "family": "gaussian", "samples": 500},
     {"type": "ucb1"},
     {"type": "ucb1", "alpha": 0.5, "discount": 0.9, "floor": 0.1},
+    # Tiny blocks and a lax δ so random histories do restart and the detector's
+    # state is non-trivial in the snapshot.
+    {"type": "thompson", "samples": 500, "change_detection": {"block": 2, "delta": 0.3}},
+    {"type": "ucb1", "change_detection": {"block": 1, "delta": 0.5, "max_blocks": 4}},
+    {"type": "epsilon_greedy", "discount": 0.9, "change_detection": {}},
 ]
 SPEC_IDS = [f"{s['type']}-{i}" for i, s in enumerate(SPECS)]
 

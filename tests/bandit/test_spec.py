@@ -30,6 +30,16 @@ BAD_SPECS: list[tuple[Any, str]] = [
     ({"type": "static", "weights": {"A": -1}}, "policy.weights.A: must be in [0, inf)"),
     ({"type": "static", "weights": {"A": 0}}, "policy.weights: must give at least one arm"),
     ({"type": "static", "weights": [1, 2]}, "policy.weights: must be a mapping"),
+    ({"type": "thompson", "change_detection": {"delta": 0}},
+     "policy.change_detection.delta: must be in (0, 1)"),
+    ({"type": "ucb1", "change_detection": {"block": 0}},
+     "policy.change_detection.block: must be in [1, 100000]"),
+    ({"type": "ucb1", "change_detection": {"max_blocks": 1}},
+     "policy.change_detection.max_blocks: must be in [2, 1000000]"),
+    ({"type": "ucb1", "change_detection": {"window": 5}},
+     "policy.change_detection.window: unknown key"),
+    ({"type": "ucb1", "change_detection": True}, "policy.change_detection: must be a mapping"),
+    ({"type": "static", "change_detection": {}}, "policy.change_detection: unknown key"),
     ("thompson", "policy: must be a mapping"),
 ]
 

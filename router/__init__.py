@@ -1,0 +1,1 @@
+"""The HTTP router: SageMaker-compatible invocations, decisions, logging, guardrails."""

@@ -1,0 +1,89 @@
+"""The router's errors, each one of SageMaker Runtime's so boto3 raises the same classes.
+
+    RouterError
+    ├── ValidationError        400  unknown endpoint, bad context, body too large
+    ├── ModelError             424  the variant failed (OriginalStatusCode, OriginalMessage)
+    ├── ModelNotReady          429  ModelNotReadyException
+    ├── InternalFailure        500
+    └── ServiceUnavailable     503  throttled after retries, backend unreachable, log full
+
+``error_response`` renders any of them in the rest-json shape botocore parses:
+the ``x-amzn-ErrorType`` header names the code, the JSON body carries ``message``
+and the shape's other members.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from starlette.responses import Response
+
+
+class RouterError(Exception):
+    """An error the router answers with; ``code`` is SageMaker Runtime's error name."""
+
+    code = "InternalFailure"
+    status = 500
+
+    def __init__(self, message: str, **extra: str | int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra: dict[str, str | int] = dict(extra)
+
+
+class ValidationError(RouterError):
+    """The request is invalid (400)."""
+
+    code = "ValidationError"
+    status = 400
+
+
+class ModelError(RouterError):
+    """The variant answered with an error (424), passed through as SageMaker does."""
+
+    code = "ModelError"
+    status = 424
+
+    def __init__(self, message: str, *, original_status_code: int,
+                 original_message: str, log_stream_arn: str | None = None) -> None:
+        extra: dict[str, str | int] = {"OriginalStatusCode": original_status_code,
+                                       "OriginalMessage": original_message}
+        if log_stream_arn is not None:
+            extra["LogStreamArn"] = log_stream_arn
+        super().__init__(message, **extra)
+        self.original_status_code = original_status_code
+        self.original_message = original_message
+
+
+class ModelNotReady(RouterError):
+    """The variant is not ready to serve (429)."""
+
+    code = "ModelNotReadyException"
+    status = 429
+
+
+class InternalFailure(RouterError):
+    """Something failed inside the router (500)."""
+
+    code = "InternalFailure"
+    status = 500
+
+
+class ServiceUnavailable(RouterError):
+    """The router or its backend cannot serve now; retry later (503)."""
+
+    code = "ServiceUnavailable"
+    status = 503
+
+
+def error_response(error: RouterError, request_id: str | None = None) -> Response:
+    """``error`` as a rest-json error response that boto3 maps to its exception class."""
+    request_id = request_id or str(uuid.uuid4())
+    body = json.dumps({"message": error.message, **error.extra}, separators=(",", ":"))
+    return Response(
+        content=body,
+        status_code=error.status,
+        media_type="application/json",
+        headers={"x-amzn-ErrorType": error.code, "x-amzn-RequestId": request_id},
+    )

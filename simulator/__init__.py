@@ -1,0 +1,1 @@
+"""A local SageMaker-Runtime-compatible endpoint serving real scikit-learn models."""

@@ -63,6 +63,7 @@ CONTEXT_FREE_SPECS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("thompson", {"type": "thompson"}),
     ("ucb1", {"type": "ucb1"}),
     ("thompson, discount 0.998", {"type": "thompson", "discount": 0.998}),
+    ("thompson, change detection", {"type": "thompson", "change_detection": {}}),
 )
 VW_SPECS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("online_cover (cover 3)", {"type": "online_cover", "cover": 3}),

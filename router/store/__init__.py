@@ -1,0 +1,48 @@
+"""The decision log: where every routing decision is appended before the client is answered.
+
+``open_store(url, ...)`` picks the implementation from the URL: ``memory://`` (tests,
+demo) or ``redis://host:port/db`` (a Redis stream with group commit and a local spool
+that keeps the router serving through a Redis outage).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from router.store.base import DECISIONS_STREAM, DecisionStore, StoreStatus
+from router.store.memory import MemoryStore
+from router.store.redis_store import (
+    DEFAULT_SEEN_TTL_S,
+    DEFAULT_SPOOL_MAX_BYTES,
+    DEFAULT_STREAM_MAXLEN,
+    RedisStore,
+)
+
+__all__ = [
+    "DECISIONS_STREAM",
+    "DecisionStore",
+    "MemoryStore",
+    "RedisStore",
+    "StoreStatus",
+    "open_store",
+]
+
+
+def open_store(url: str, *, spool_path: str | os.PathLike[str],
+               spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+               stream_maxlen: int = DEFAULT_STREAM_MAXLEN,
+               seen_ttl_s: int = DEFAULT_SEEN_TTL_S) -> DecisionStore:
+    """The store ``url`` names (not started yet); ``ValueError`` naming any other URL.
+
+    ``spool_path`` is only used by Redis stores; every router process needs its own.
+    ``seen_ttl_s``: how long Redis remembers an event id for dedupe (see ``RedisStore``).
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme in ("redis", "rediss"):
+        return RedisStore(url, spool_path=spool_path, spool_max_bytes=spool_max_bytes,
+                          stream_maxlen=stream_maxlen, seen_ttl_s=seen_ttl_s)
+    raise ValueError(f"unsupported decision store URL {url!r}: "
+                     "use memory:// or redis://host:port/db")

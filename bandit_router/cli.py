@@ -8,6 +8,7 @@ instead of the usage block typer prints.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -73,6 +74,35 @@ def demo(
     lanes = len(simulation.lanes)
     console.print(f"{lanes} lane{'s' if lanes != 1 else ''} × {steps:,} steps in {elapsed:.1f} s "
                   f"(seed {seed}, batch {batch}, delay {delay})")
+
+
+ConfigFile = Annotated[Path, typer.Option("--config", help="The YAML configuration file.",
+                                          exists=True, dir_okay=False, readable=True)]
+
+
+@app.command()
+def serve(
+    config: ConfigFile,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the router: SageMaker-compatible invocations routed by the bandit."""
+    from .serve import serve as run  # the service stack loads only for this command
+
+    run(config, host, port, log_level)
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="The YAML configuration file.")],
+) -> None:
+    """Validate a config, naming the path of every bad key; exit 2 on error."""
+    from router.cli_check import check_config as check
+
+    code = check(file)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

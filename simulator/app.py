@@ -30,6 +30,7 @@ from starlette.routing import Route
 from router.errors import (
     InternalFailure,
     ModelError,
+    ModelNotReady,
     RouterError,
     ServiceUnavailable,
     ValidationError,
@@ -139,6 +140,8 @@ def _injected(variant: VariantSpec) -> RouterError:
         return ServiceUnavailable("Service is unavailable; retry later.")
     if variant.error_kind == "internal":
         return InternalFailure("An internal failure occurred.")
+    if variant.error_kind == "not_ready":
+        return ModelNotReady(f"Model for variant {variant.name} is not ready yet.")
     message = f"injected failure in variant {variant.name}"
     return ModelError(f'Received server error (500) from primary with message "{message}".',
                       original_status_code=500, original_message=message)

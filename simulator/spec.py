@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from simulator.models import MODEL_KINDS
 
-ERROR_KINDS: tuple[str, ...] = ("model", "throttle", "unavailable", "internal")
+ERROR_KINDS: tuple[str, ...] = ("model", "throttle", "unavailable", "internal", "not_ready")
 """What an injected failure answers: ModelError 424 (the model failed, OriginalStatusCode
 500), ThrottlingException 400, ServiceUnavailable 503, InternalFailure 500."""
 

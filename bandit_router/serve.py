@@ -1,0 +1,33 @@
+"""``bandit-router serve``: the router under uvicorn (uvloop, httptools), one process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from router.app import create_app
+from router.config import ConfigError, Settings, load_settings
+
+
+def settings_or_exit(path: Path) -> Settings:
+    """The validated settings, or every problem on stderr and exit status 2."""
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"bandit-router: {path}: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
+def serve(config: Path, host: str, port: int, log_level: str) -> None:
+    """Validate the config, build the app, and serve until interrupted."""
+    settings = settings_or_exit(config)
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, environ=os.environ)
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools",
+                log_level=log_level, access_log=False, lifespan="on")

@@ -1,0 +1,73 @@
+"""The router's ASGI app, built by a factory from validated settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .config import Secrets, Settings
+from .errors import InternalFailure, error_response
+from .routes import decisions, invocations, ops
+from .state import BackendFactory, RouterState, build_state
+from .store import DecisionStore, open_store
+
+log = logging.getLogger("bandit_router.app")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: DecisionStore | None = None,
+    secrets: Secrets | None = None,
+    backend_factory: BackendFactory | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """A router for ``settings``; ``store`` and ``backend_factory`` override the defaults."""
+    if store is None:
+        log_settings = settings.decision_log
+        store = open_store(settings.store, spool_path=log_settings.spool_path,
+                           spool_max_bytes=log_settings.spool_max_bytes,
+                           stream_maxlen=log_settings.stream_maxlen)
+    state = build_state(settings, store, secrets=secrets, backend_factory=backend_factory,
+                        environ=environ)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.store.start()
+        for backend in state.backends:
+            await backend.start()
+        try:
+            yield
+        finally:
+            for backend in state.backends:
+                await backend.close()
+            await state.store.close()
+
+    app = FastAPI(title="bandit-router", version="0.1.0", lifespan=lifespan)
+    app.state.router = state
+    app.add_route("/endpoints/{endpoint_name}/invocations", invocations.invoke_endpoint,
+                  methods=["POST"], include_in_schema=True)
+    app.add_route("/v1/experiments/{experiment}/decisions", decisions.decide,
+                  methods=["POST"])
+    app.add_route("/healthz", ops.healthz, methods=["GET"])
+    app.add_route("/readyz", ops.readyz, methods=["GET"])
+    app.add_route("/metrics", ops.metrics, methods=["GET"])
+    app.add_exception_handler(Exception, _internal_failure)
+    return app
+
+
+async def _internal_failure(request: Request, exc: Exception) -> Response:
+    # A bug, not bad input: logged with its traceback, answered in SageMaker's shape.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(InternalFailure("internal failure; see the router's log"))
+
+
+def router_state(app: FastAPI) -> RouterState:
+    """The state behind an app built by ``create_app`` (for tests and the CLI)."""
+    state: RouterState = app.state.router
+    return state

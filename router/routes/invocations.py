@@ -1,0 +1,149 @@
+"""``POST /endpoints/{EndpointName}/invocations``: SageMaker's InvokeEndpoint, routed by the bandit.
+
+Per request: validate the headers as SageMaker does, extract the context,
+decide (or honour ``TargetVariant``), invoke the variant, feed the outcome to
+the guardrails and metrics, append the decision event to the log, and only then
+answer: the model's body, or the variant's error as SageMaker's error shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..backends import InvokeRequest, InvokeResult
+from ..errors import (
+    InternalFailure,
+    ModelError,
+    ModelNotReady,
+    RouterError,
+    ServiceUnavailable,
+    ValidationError,
+    error_response,
+)
+from ..events import decision_event
+from ..experiments import Decision
+from ..state import Route, RouterState
+from ..validation import check_ascii_header, check_body_size, check_inference_id, check_name
+
+log = logging.getLogger("bandit_router.invocations")
+
+MAX_UNIT_ID_LENGTH = 256
+
+
+def outcome_of(error: RouterError | None) -> str:
+    """The ``outcome`` label of an invocation that ended with ``error``."""
+    if error is None:
+        return "ok"
+    if isinstance(error, ModelError):
+        return "model_error"
+    if isinstance(error, ServiceUnavailable):
+        return "unavailable"
+    if isinstance(error, ModelNotReady):
+        return "not_ready"
+    if isinstance(error, ValidationError):
+        return "invalid"
+    return "internal"
+
+
+async def invoke_endpoint(request: Request) -> Response:
+    """The route handler (plain Starlette: this is the hot path)."""
+    state: RouterState = request.app.state.router
+    started = time.perf_counter()
+    try:
+        route, decision, invoke, context = await _decide(state, request)
+    except RouterError as error:
+        state.metrics.rejected.labels("invocations", error.code).inc()
+        return error_response(error)
+    response = await _invoke_and_log(state, route, decision, invoke, context)
+    state.metrics.request_seconds.labels("invocations").observe(time.perf_counter() - started)
+    return response
+
+
+async def _decide(
+    state: RouterState, request: Request
+) -> tuple[Route, Decision, InvokeRequest, dict[str, object] | None]:
+    route = state.by_endpoint(request.path_params["endpoint_name"])
+    headers = request.headers
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        check_body_size(int(declared))  # refuse before reading 6 MB+
+    body = await request.body()
+    check_body_size(len(body))
+    content_type = headers.get("content-type")
+    accept = headers.get("accept")
+    attributes = headers.get("x-amzn-sagemaker-custom-attributes")
+    for name, value in (("Content-Type", content_type), ("Accept", accept),
+                        ("X-Amzn-SageMaker-Custom-Attributes", attributes)):
+        if value is not None:
+            check_ascii_header(name, value)
+    inference_id = headers.get("x-amzn-sagemaker-inference-id")
+    if inference_id is not None:
+        check_inference_id(inference_id)
+    unit_id = headers.get("x-bandit-unit-id")
+    if unit_id is not None and not 1 <= len(unit_id) <= MAX_UNIT_ID_LENGTH:
+        raise ValidationError(f"X-Bandit-Unit-Id: must be 1-{MAX_UNIT_ID_LENGTH} characters")
+    target = headers.get("x-amzn-sagemaker-target-variant")
+    context = route.context.extract(headers.get("x-bandit-context"), body, content_type)
+    experiment = route.experiment
+    if target is not None:
+        decision = experiment.target(check_name("X-Amzn-SageMaker-Target-Variant", target),
+                                     event_id=inference_id)
+    else:
+        decision = experiment.decide(context, now=state.clock(), unit_id=unit_id,
+                                     event_id=inference_id)
+    invoke = InvokeRequest(endpoint=route.config.endpoint, variant=decision.variant, body=body,
+                           content_type=content_type, accept=accept,
+                           custom_attributes=attributes, inference_id=inference_id)
+    return route, decision, invoke, context
+
+
+async def _invoke_and_log(
+    state: RouterState, route: Route, decision: Decision, invoke: InvokeRequest,
+    context: dict[str, object] | None,
+) -> Response:
+    started = time.perf_counter()
+    result: InvokeResult | None = None
+    failure: RouterError | None = None
+    try:
+        result = await route.backend.invoke(invoke)
+    except RouterError as error:
+        failure = error
+    except Exception:
+        log.exception("backend failed for %s/%s", route.config.name, decision.variant)
+        failure = InternalFailure("the router failed to invoke the variant")
+    latency = time.perf_counter() - started
+    outcome = outcome_of(failure)
+    name = route.config.name
+    if outcome in ("ok", "model_error", "unavailable", "not_ready"):
+        # Only the variant's own failures count against it, not the caller's.
+        trip = route.experiment.record_outcome(decision.variant, outcome == "ok", latency,
+                                               state.clock())
+        if trip is not None:
+            state.metrics.trips.labels(name, trip.variant).inc()
+            log.warning("guardrail tripped for %s/%s: %s", name, trip.variant, trip.reason)
+    state.metrics.decided(name, decision.variant, decision.targeted)
+    state.metrics.invoked(name, decision.variant, outcome, latency)
+    event = decision_event(
+        decision, endpoint=route.config.endpoint, variants=route.experiment.variants,
+        context=context, eligible=None, timestamp=state.wall_clock(), source="invocations",
+        outcome=outcome, latency_ms=latency * 1000.0)
+    headers = {"X-Bandit-Event-Id": decision.event_id,
+               "X-Bandit-Probability": repr(decision.probability),
+               "X-Bandit-Policy-Version": str(decision.policy_version)}
+    try:
+        await state.store.append(event)
+    except RouterError as error:
+        # Not logged, so not acknowledged: the caller retries and nothing is lost.
+        return error_response(error)
+    if failure is not None or result is None:
+        response = error_response(failure or InternalFailure("no result"))
+        response.headers.update(headers)
+        return response
+    headers["X-Amzn-Invoked-Production-Variant"] = result.invoked_variant
+    if result.custom_attributes is not None:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
+    return Response(content=result.body, media_type=result.content_type, headers=headers)

@@ -93,6 +93,33 @@ def serve(
     run(config, host, port, log_level)
 
 
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8090,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    variants: Annotated[str | None, typer.Option(
+        help="Variants as NAME=MODEL[:option=value...], comma-separated, e.g. "
+             "'Variant1=logistic,Variant2=tree:latency=5:error=0.1'. Models: logistic, tree, "
+             "naive_bayes, forest, stump; options: weight, latency, jitter (ms), error, kind "
+             "(model, throttle, unavailable, internal, not_ready).")] = None,
+    endpoint: Annotated[str, typer.Option(help="The endpoint name it answers to.")]
+    = "bandit-sim",
+    seed: Annotated[int, typer.Option(min=0, help="Seed of data, models and routing.")] = 0,
+) -> None:
+    """Serve a SageMaker-Runtime-compatible endpoint with real scikit-learn models."""
+    from simulator import parse_variants
+    from simulator import serve as run
+
+    try:
+        spec = parse_variants(variants, endpoint=endpoint, seed=seed) if variants else \
+            parse_variants(endpoint=endpoint, seed=seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--variants'") from None
+    typer.echo(f"simulator: endpoint {endpoint!r} with {', '.join(v.name for v in spec.variants)} on "
+               f"http://{host}:{port}", err=True)
+    run(host, port, spec)
+
+
 @app.command("check-config")
 def check_config(
     file: Annotated[Path, typer.Argument(help="The YAML configuration file.")],

@@ -105,7 +105,7 @@ def parse_variants(text: str = DEFAULT_VARIANTS, *, endpoint: str = DEFAULT_ENDP
     Models: ``logistic``, ``tree``, ``naive_bayes``, ``forest``, ``stump``. Options:
     ``weight`` (routing weight, default 1), ``latency`` and ``jitter`` (ms),
     ``error`` (failure rate in [0, 1]) and ``kind`` (``model``, ``throttle``,
-    ``unavailable``, ``internal``). Raises ValueError naming what is wrong.
+    ``unavailable``, ``internal``, ``not_ready``). Raises ValueError naming what is wrong.
     """
     items = [item for item in text.split(",") if item.strip()]
     if not items:

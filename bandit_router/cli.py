@@ -115,8 +115,9 @@ def simulate(
             parse_variants(endpoint=endpoint, seed=seed)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--variants'") from None
-    typer.echo(f"simulator: endpoint {endpoint!r} with {', '.join(v.name for v in spec.variants)} on "
-               f"http://{host}:{port}", err=True)
+    names = ", ".join(variant.name for variant in spec.variants)
+    typer.echo(f"simulator: endpoint {endpoint!r} with {names} on http://{host}:{port}",
+               err=True)
     run(host, port, spec)
 
 

@@ -18,6 +18,7 @@ import pytest
 from tests._servers import free_port
 
 SCRIPT = Path(sys.executable).with_name("bandit-router")
+DUMMY_KEYS = ("testing", "testing")  # the simulator checks no credentials
 ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
        "AWS_REGION": "us-east-1", "NO_COLOR": "1"}
 
@@ -105,9 +106,10 @@ def test_simulate_and_serve_work_together_with_boto3(tmp_path: Path) -> None:
     with background("simulate", "--port", str(sim_port), port=sim_port), \
             background("serve", "--config", str(config), "--port", str(router_port),
                        port=router_port, env=env) as router_url:
+        key, secret = DUMMY_KEYS
         client = boto3.client("sagemaker-runtime", endpoint_url=router_url,
-                              region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key="testing")
+                              region_name="us-east-1", aws_access_key_id=key,
+                              aws_secret_access_key=secret)
         answer = client.invoke_endpoint(EndpointName="bandit-sim",
                                         Body=json.dumps({"instances": [[0, 1, 0, 1, 0, 1]]}))
         assert answer["InvokedProductionVariant"] in ("Variant1", "Variant2", "Variant3")

@@ -26,18 +26,9 @@ from typing import Any
 
 import pytest
 
+from tests._servers import REAL_REDIS_PORT, free_port
+
 STARTUP_TIMEOUT_S = 10.0
-DEFAULT_REDIS_PORT = 6379  # somebody's real Redis: never ours
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now (never 6379)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != DEFAULT_REDIS_PORT:
-            return port
 
 
 def redis_server_binary() -> str:
@@ -54,7 +45,7 @@ class RedisServer:
 
     def __init__(self, *, port: int | None = None, appendonly: bool = False) -> None:
         self.port = port if port is not None else free_port()
-        if self.port == DEFAULT_REDIS_PORT:
+        if self.port == REAL_REDIS_PORT:
             raise ValueError("refusing to run a test redis-server on 6379")
         self.appendonly = appendonly
         self._tmp = tempfile.TemporaryDirectory(prefix="test-redis-")

@@ -11,13 +11,20 @@ from typing import Any
 
 import uvicorn
 
+REAL_REDIS_PORT = 6379
+
 
 def free_port() -> int:
-    """A loopback port nothing listens on right now (for "unreachable" tests too)."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing listens on right now (for "unreachable" tests too).
+
+    Never 6379: that is somebody's real Redis, which tests must not touch.
+    """
+    while True:
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port != REAL_REDIS_PORT:
+            return port
 
 
 @contextmanager

@@ -19,7 +19,8 @@ import redis
 
 from router.errors import ServiceUnavailable
 from router.store import DECISIONS_STREAM, RedisStore
-from tests._redis_server import RedisServer, free_port
+from tests._redis_server import RedisServer
+from tests._servers import free_port
 
 
 def _event(event_id: str, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The learning loop: reward webhook, joiner, learner, snapshot publisher, weight pusher, archiver."""

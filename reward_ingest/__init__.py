@@ -1,1 +1,1 @@
-"""The learning loop: reward webhook, joiner, learner, snapshot publisher, weight pusher, archiver."""
+"""The learning loop: reward webhook, joiner, learner, publisher, weight pusher, archiver."""

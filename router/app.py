@@ -12,9 +12,11 @@ from starlette.responses import Response
 
 from .config import Secrets, Settings
 from .errors import InternalFailure, error_response
-from .routes import decisions, invocations, ops
+from .registry import Registry, open_registry
+from .routes import admin, decisions, invocations, ops
 from .state import BackendFactory, RouterState, build_state
 from .store import DecisionStore, open_store
+from .sync import POLL_S, RegistrySync
 
 log = logging.getLogger("bandit_router.app")
 
@@ -26,8 +28,15 @@ def create_app(
     secrets: Secrets | None = None,
     backend_factory: BackendFactory | None = None,
     environ: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+    registry_poll_s: float = POLL_S,
 ) -> FastAPI:
-    """A router for ``settings``; ``store`` and ``backend_factory`` override the defaults."""
+    """A router for ``settings``; ``store``, ``backend_factory`` and ``registry`` override
+    the defaults (the registry defaults to the one at ``settings.store``).
+
+    The config file's experiments are served from the start; once the registry answers,
+    it is seeded with those it lacks and becomes the source of truth (``router.sync``).
+    """
     if store is None:
         log_settings = settings.decision_log
         store = open_store(settings.store, spool_path=log_settings.spool_path,
@@ -35,21 +44,26 @@ def create_app(
                            stream_maxlen=log_settings.stream_maxlen)
     state = build_state(settings, store, secrets=secrets, backend_factory=backend_factory,
                         environ=environ)
+    sync = RegistrySync(state, registry if registry is not None else open_registry(settings.store),
+                        poll_s=registry_poll_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.store.start()
         for backend in state.backends:
             await backend.start()
+        await sync.start()
         try:
             yield
         finally:
+            await sync.close()
             for backend in state.backends:
                 await backend.close()
             await state.store.close()
 
     app = FastAPI(title="bandit-router", version="0.1.0", lifespan=lifespan)
     app.state.router = state
+    app.state.sync = sync
     app.add_route("/endpoints/{endpoint_name}/invocations", invocations.invoke_endpoint,
                   methods=["POST"], include_in_schema=True)
     app.add_route("/v1/experiments/{experiment}/decisions", decisions.decide,
@@ -57,6 +71,8 @@ def create_app(
     app.add_route("/healthz", ops.healthz, methods=["GET"])
     app.add_route("/readyz", ops.readyz, methods=["GET"])
     app.add_route("/metrics", ops.metrics, methods=["GET"])
+    app.include_router(admin.router)
+    app.add_exception_handler(admin.AdminError, admin.admin_error_response)
     app.add_exception_handler(Exception, _internal_failure)
     return app
 

@@ -69,10 +69,37 @@ class Experiment:
         policy = load_policy(snapshot)
         if policy.version <= self.policy.version and policy.arms == self.policy.arms:
             return False
+        self.install(policy)
+        return True
+
+    def install(self, policy: Policy) -> None:
+        """Serve from ``policy`` from now on; the guardrails follow its variants.
+
+        The caller decides it is newer (the registry's publication counter does).
+        """
         self.policy = policy
         if self.guardrails is not None:
             for variant in policy.arms:
                 self.guardrails.add_variant(variant)
+            for variant in set(self.guardrails.variants) - set(policy.arms):
+                self.guardrails.remove_variant(variant)
+
+    def set_variants(self, variants: Sequence[Arm]) -> bool:
+        """Make the policy's arms ``variants`` (added at the end, removed in place): the
+        other arms keep their statistics. Copy on write, so a request in flight keeps a
+        consistent policy. False when nothing changed; ``bandit.ArmError`` when the
+        policy cannot take the change (then nothing changes)."""
+        policy = self.policy
+        wanted = list(variants)
+        if list(policy.arms) == wanted or set(policy.arms) == set(wanted):
+            return False
+        policy = load_policy(policy.snapshot())
+        for variant in wanted:
+            if variant not in policy.arms:
+                policy.add_arm(variant)
+        for variant in [arm for arm in policy.arms if arm not in wanted]:
+            policy.remove_arm(variant)
+        self.install(policy)
         return True
 
     def decide(

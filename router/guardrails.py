@@ -99,6 +99,11 @@ class Guardrails:
         self._probing: set[str] = set()
         self.trips: list[Trip] = []
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The variants tracked, in the order they were added."""
+        return tuple(self._windows)
+
     def add_variant(self, variant: str) -> None:
         self._windows.setdefault(variant, _Window())
 

@@ -17,6 +17,7 @@ from .metrics import RouterMetrics
 from .store import DecisionStore
 
 Clock = Callable[[], float]
+BackendFactory = Callable[[ExperimentConfig], Backend]
 
 
 @dataclass(slots=True)
@@ -27,6 +28,8 @@ class Route:
     experiment: Experiment
     context: ContextExtractor
     backend: Backend
+    snapshot_version: int = 0
+    """The registry's publication counter of the snapshot served (0: none loaded yet)."""
 
 
 @dataclass(slots=True)
@@ -40,6 +43,7 @@ class RouterState:
     routes: dict[str, Route] = field(default_factory=dict)       # by experiment name
     endpoints: dict[str, Route] = field(default_factory=dict)    # by endpoint name
     backends: list[Backend] = field(default_factory=list)
+    backend_factory: BackendFactory | None = None
     clock: Clock = time.monotonic
     wall_clock: Clock = time.time
 
@@ -57,9 +61,6 @@ class RouterState:
             raise ValidationError(f"experiment {name!r} not found (known: "
                                   f"{', '.join(sorted(self.routes)) or 'none'})")
         return route
-
-
-BackendFactory = Callable[[ExperimentConfig], Backend]
 
 
 def default_backend_factory() -> BackendFactory:
@@ -88,16 +89,24 @@ def build_state(
     metrics = RouterMetrics()
     state = RouterState(settings=settings, secrets=secrets or Secrets.from_env(environ or {}),
                         store=store, metrics=metrics)
-    factory = backend_factory or default_backend_factory()
+    state.backend_factory = factory = backend_factory or default_backend_factory()
     for config in settings.experiments:
-        arms = [variant.name for variant in config.variants]
-        policy = make_policy(dict(config.policy), arms, seed=config.seed)
-        experiment = Experiment(config.name, policy, guardrails=config.guardrails)
-        backend = factory(config)
-        if backend not in state.backends:
-            state.backends.append(backend)
-        route = Route(config, experiment, ContextExtractor(config.context), backend)
+        route = build_route(config, factory)
+        if route.backend not in state.backends:
+            state.backends.append(route.backend)
         state.routes[config.name] = route
         state.endpoints[config.endpoint] = route
-        metrics.policy_version.labels(config.name).set(policy.version)
+        metrics.policy_version.labels(config.name).set(route.experiment.policy.version)
     return state
+
+
+def build_route(config: ExperimentConfig, factory: BackendFactory) -> Route:
+    """A fresh route for ``config``: a new policy from its spec, its backend (not started)."""
+    return Route(config, build_experiment(config), ContextExtractor(config.context),
+                 factory(config))
+
+
+def build_experiment(config: ExperimentConfig) -> Experiment:
+    """A fresh experiment for ``config``: a new policy from its spec, no statistics."""
+    policy = make_policy(dict(config.policy), config.arms, seed=config.seed)
+    return Experiment(config.name, policy, guardrails=config.guardrails)

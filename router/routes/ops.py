@@ -25,9 +25,14 @@ async def readyz(request: Request) -> Response:
         "store": {"reachable": store.reachable, "spooling": store.spooling,
                   "spooled": store.spooled, "detail": store.detail},
         "experiments": {name: {"policy_version": route.experiment.policy.version,
+                               "snapshot_version": route.snapshot_version,
                                "variants": list(route.experiment.variants)}
                         for name, route in state.routes.items()},
     }
+    sync = getattr(request.app.state, "sync", None)
+    if sync is not None:
+        # Informational: an unreachable registry leaves the router serving what it has.
+        body["registry"] = sync.status()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

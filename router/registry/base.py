@@ -1,0 +1,134 @@
+"""What every experiment registry provides: the protocol, its view, its errors, its keys.
+
+The registry is what router replicas share: each experiment's configuration
+(as the YAML writes it) under a revision number bumped by every change, and the
+policy snapshots the learner publishes, each under its own publication counter.
+A router seeds the registry from its config file on start, for experiments not
+yet in it (and never deleted through the admin API); from then on the registry,
+not the file, is the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..config import ExperimentConfig
+
+EXPERIMENTS_KEY = "bandit:experiments"
+"""Hash: experiment name → its config JSON (``ExperimentConfig`` dumped by alias)."""
+REVISION_KEY = "bandit:experiments:revision"
+"""Counter bumped (atomically with the change) by every put or delete."""
+DELETED_KEY = "bandit:experiments:deleted"
+"""Set of names deleted through the admin API, so a restarting router does not re-seed them."""
+EXPERIMENTS_CHANNEL = "bandit:experiments:changed"
+"""Pub/sub channel: the new revision, after every change."""
+POLICY_PREFIX = "bandit:policy:"
+"""``POLICY_PREFIX + experiment``: hash {version: publication counter, snapshot: bytes}."""
+POLICY_CHANNEL = "bandit:policy:changed"
+"""Pub/sub channel: the experiment's name, after every published snapshot."""
+
+
+class RegistryError(Exception):
+    """A registry operation that could not be done."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The backing store did not answer; the caller keeps what it has and retries."""
+
+
+class RegistryConflictError(RegistryError):
+    """The registry changed since the revision the caller read (optimistic concurrency)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryView:
+    """Every experiment in the registry at one revision."""
+
+    revision: int
+    experiments: Mapping[str, ExperimentConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A published policy snapshot: the publication counter and the policy's bytes."""
+
+    version: int
+    blob: bytes
+
+
+def config_json(config: ExperimentConfig) -> str:
+    """The stored form: canonical JSON that ``ExperimentConfig`` validates back unchanged."""
+    return json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True,
+                      separators=(",", ":"))
+
+
+def parse_config(text: str | bytes) -> ExperimentConfig:
+    """A stored config back as a model (a pydantic ``ValidationError`` if it went bad)."""
+    return ExperimentConfig.model_validate_json(text)
+
+
+class ChangeFeed(Protocol):
+    """Prompt notice of changes (experiments or snapshots) for one watcher."""
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return on a change notice (or one that came since the last call), or on timeout."""
+        ...
+
+    async def close(self) -> None:
+        """Stop listening."""
+        ...
+
+
+class Registry(Protocol):
+    """Experiments and policy snapshots shared by router replicas.
+
+    Every method may raise ``RegistryUnavailableError``; writes taking ``expect_revision``
+    raise ``RegistryConflictError`` when the registry has moved past it.
+    """
+
+    async def start(self) -> None:
+        """Connect (never fails on an unreachable store: calls then raise)."""
+        ...
+
+    async def close(self) -> None:
+        """Release every resource."""
+        ...
+
+    def describe(self) -> str:
+        """Where the registry lives, for logs and ``/readyz`` (no credentials)."""
+        ...
+
+    async def read(self) -> RegistryView:
+        """Every experiment and the revision they are at, read atomically."""
+        ...
+
+    async def poll(self, experiments: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """The revision and the snapshot version of each experiment (0: none), cheaply."""
+        ...
+
+    async def seed(self, configs: Sequence[ExperimentConfig]) -> int:
+        """Add the configs not in the registry (and not deleted); returns how many."""
+        ...
+
+    async def put(self, config: ExperimentConfig, *, expect_revision: int | None = None) -> int:
+        """Create or replace an experiment; returns the new revision."""
+        ...
+
+    async def delete(self, name: str, *, expect_revision: int | None = None) -> int | None:
+        """Delete an experiment; the new revision, or None when it was not there."""
+        ...
+
+    async def snapshot(self, experiment: str) -> Snapshot | None:
+        """The latest published snapshot of ``experiment``, if any."""
+        ...
+
+    async def publish_snapshot(self, experiment: str, blob: bytes) -> int:
+        """Publish a policy snapshot (the learner's job); returns its version."""
+        ...
+
+    def changes(self) -> ChangeFeed:
+        """A new feed of change notices (one per watcher)."""
+        ...

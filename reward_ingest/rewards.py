@@ -1,0 +1,208 @@
+"""Rewards as the webhook records them: the value type, its identity, and the store protocol.
+
+A reward is identified by ``(event_id, reward_id)``. ``reward_id`` is the sender's
+idempotency key when it gives one (``"reward_id"`` in the body); otherwise it is
+derived from the event id, the reward value and the delivery's ``X-Bandit-Timestamp``
+(``default_reward_id``), so a webhook delivery retried with the same signed body is
+recognised and recorded once. Consequences of the derived id, by design:
+
+- a retry that is *re-signed* (new timestamp) is a new reward unless it carries a
+  ``reward_id``; senders that re-sign retries should send one;
+- the same ``(event_id, reward)`` twice in one delivery (or twice without a timestamp
+  header, in unsigned mode) is one reward: senders reporting repeated equal rewards
+  for one event (``aggregate: sum``) must tell them apart with ``reward_id``.
+
+Stores record each identity once and keep the order of acceptance; on Redis the
+stream ``bandit:rewards`` (field ``reward``: compact JSON with ``event_id``,
+``reward``, ``received_at``, ``reward_id``), see ``reward_ingest.rewards_redis``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = [
+    "DEFAULT_SEEN_TTL_S",
+    "REWARDS_STREAM",
+    "SEEN_PREFIX",
+    "MemoryRewardStore",
+    "Reward",
+    "RewardStore",
+    "RewardStoreUnavailableError",
+    "decode_reward",
+    "default_reward_id",
+    "encode_reward",
+    "seen_key",
+    "stored_object",
+]
+
+REWARDS_STREAM = "bandit:rewards"
+"""The Redis stream rewards are appended to (one field, ``reward``: compact JSON)."""
+
+SEEN_PREFIX = "bandit:rewards:seen:"
+"""``seen_key(reward)`` marks a reward identity as recorded (``SET NX EX``)."""
+
+DEFAULT_SEEN_TTL_S = 2 * 86400
+"""How long a reward identity is remembered: two days outlasts the retry schedules of
+common webhook senders (hours to ~3 days with backoff) for all but the last attempts,
+and bounds Redis memory (see ``reward_ingest.rewards_redis`` for the cost per key)."""
+
+_FIELDS = ("event_id", "reward", "received_at", "reward_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    """One reported outcome of one decision."""
+
+    event_id: str
+    """The decision's event id (``X-Bandit-Event-Id``)."""
+    reward: float
+    """The reported value; finite. Range-checked here only when the sender named the
+    experiment, else by the joiner against the decision's experiment."""
+    received_at: float
+    """Unix seconds when the webhook accepted it (the receiver's clock, not the sender's)."""
+    reward_id: str
+    """The sender's idempotency key, or ``default_reward_id(...)``."""
+
+
+class RewardStoreUnavailableError(Exception):
+    """The store could not record the rewards now; nothing was recorded twice, retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RewardStore(Protocol):
+    """The rewards log: record each reward identity once, read them back in order."""
+
+    async def start(self) -> None:
+        """Connect; an unreachable store does not fail here, ``add`` does."""
+        ...
+
+    async def close(self) -> None:
+        """Finish what is queued and release every resource."""
+        ...
+
+    async def add(self, rewards: list[Reward]) -> tuple[int, int]:
+        """Record the rewards whose identity is new; ``(accepted, duplicates)``.
+
+        All or none are decided: on ``RewardStoreUnavailableError`` the caller does not
+        know which were written, and retrying the same rewards is always safe.
+        """
+        ...
+
+    async def read(self, count: int, after: str = "0") -> list[tuple[str, Reward]]:
+        """Up to ``count`` (stream id, reward) with ids after ``after``, oldest first."""
+        ...
+
+    async def read_rewards(self, count: int,
+                           after: str = "0") -> list[tuple[str, dict[str, Any]]]:
+        """Like ``read``, each reward as its stored JSON object, unvalidated (the joiner's
+        ``RewardReader``: it counts a malformed entry instead of stopping on it)."""
+        ...
+
+
+def default_reward_id(event_id: str, reward: float, timestamp: str) -> str:
+    """The identity of a reward sent without ``reward_id`` in a delivery stamped
+    ``timestamp`` (the raw ``X-Bandit-Timestamp``, ``""`` when absent).
+
+    ``1`` and ``1.0`` are the same reward (the value is hashed as a float).
+    """
+    material = json.dumps([event_id, float(reward), timestamp], separators=(",", ":"))
+    return "auto-" + hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
+
+
+def stored_object(line: str | bytes) -> dict[str, Any]:
+    """A stream entry's JSON object; ``{}`` when it is not one (for the joiner to count)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def seen_key(reward: Reward) -> str:
+    """The Redis key marking ``reward``'s identity as recorded.
+
+    Hashed to a fixed 32 hex digits: ids may hold any printable character (so joining
+    them with a separator would be ambiguous) and markers should cost the same
+    whatever the ids' lengths.
+    """
+    material = json.dumps([reward.event_id, reward.reward_id], separators=(",", ":"))
+    return SEEN_PREFIX + hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
+
+
+def encode_reward(reward: Reward) -> str:
+    """``reward`` as the compact JSON stored on the stream."""
+    return json.dumps({"event_id": reward.event_id, "reward": reward.reward,
+                       "received_at": reward.received_at, "reward_id": reward.reward_id},
+                      separators=(",", ":"), allow_nan=False)
+
+
+def decode_reward(line: str | bytes) -> Reward:
+    """The ``Reward`` in a stream entry; ``ValueError`` naming what is wrong with it."""
+    data: Any = json.loads(line)
+    if not isinstance(data, dict) or set(data) != set(_FIELDS):
+        raise ValueError(f"a stored reward needs exactly the fields {_FIELDS}: {line!r:.200}")
+    event_id, value, received_at, reward_id = (data[key] for key in _FIELDS)
+    numbers_ok = all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                     for x in (value, received_at))
+    if not (isinstance(event_id, str) and isinstance(reward_id, str) and numbers_ok):
+        raise ValueError(f"a stored reward has a field of the wrong type: {line!r:.200}")
+    return Reward(event_id, float(value), float(received_at), reward_id)
+
+
+class MemoryRewardStore:
+    """Rewards in a list, ids ``"1-0"``, ``"2-0"``…; for tests and one-process runs.
+
+    Identities are remembered for the life of the process (no TTL), and each reward
+    goes through the JSON round trip, as it would on Redis.
+    """
+
+    def __init__(self) -> None:
+        self._rewards: list[Reward] = []
+        self._seen: set[tuple[str, str]] = set()
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release; the rewards stay readable."""
+
+    async def add(self, rewards: list[Reward]) -> tuple[int, int]:
+        """Record each reward whose ``(event_id, reward_id)`` is new."""
+        lines = [encode_reward(reward) for reward in rewards]  # fail before recording any
+        accepted = 0
+        for reward, line in zip(rewards, lines, strict=True):
+            identity = (reward.event_id, reward.reward_id)
+            if identity in self._seen:
+                continue
+            self._seen.add(identity)
+            self._rewards.append(decode_reward(line))
+            accepted += 1
+        return accepted, len(rewards) - accepted
+
+    async def read(self, count: int, after: str = "0") -> list[tuple[str, Reward]]:
+        """Up to ``count`` rewards after the id ``after`` (``"N-0"`` is the N-th)."""
+        start = _sequence(after)
+        chosen = self._rewards[start:start + max(count, 0)]
+        return [(f"{start + i + 1}-0", reward) for i, reward in enumerate(chosen)]
+
+    async def read_rewards(self, count: int,
+                           after: str = "0") -> list[tuple[str, dict[str, Any]]]:
+        """Like ``read``, each reward as its stored JSON object."""
+        return [(stream_id, stored_object(encode_reward(reward)))
+                for stream_id, reward in await self.read(count, after)]
+
+
+def _sequence(stream_id: str) -> int:
+    """The N of ``"N-0"`` (or ``"N"``); ``ValueError`` naming a malformed id."""
+    head = stream_id.split("-", 1)[0]
+    if not head.isdigit():
+        raise ValueError(f"not a stream id: {stream_id!r}")
+    return int(head)

@@ -23,11 +23,29 @@ def settings_or_exit(path: Path) -> Settings:
         sys.exit(2)
 
 
+def _check_aws_credentials() -> None:
+    # The SageMaker backend signs every call; without credentials it could only fail
+    # at start-up inside uvicorn, with a traceback instead of this line.
+    import botocore.session
+
+    if botocore.session.Session().get_credentials() is None:
+        print("bandit-router: no AWS credentials for the sagemaker backend: set "
+              "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or a role",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def serve(config: Path, host: str, port: int, log_level: str) -> None:
     """Validate the config, build the app, and serve until interrupted."""
     settings = settings_or_exit(config)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, environ=os.environ)
+    if any(e.backend == "sagemaker" for e in settings.experiments):
+        _check_aws_credentials()
+    try:
+        app = create_app(settings, environ=os.environ)
+    except ValueError as exc:  # e.g. no AWS region for a sagemaker backend
+        print(f"bandit-router: {exc}", file=sys.stderr)
+        sys.exit(2)
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools",
                 log_level=log_level, access_log=False, lifespan="on")

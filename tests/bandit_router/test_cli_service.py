@@ -125,3 +125,22 @@ def test_bad_options_end_in_one_line(args: tuple[str, ...], message: str) -> Non
     result = run(*args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("drop", "message"), [
+    (("AWS_REGION", "AWS_DEFAULT_REGION"), "no AWS region"),
+    (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"),
+     "no AWS credentials"),
+])
+def test_serve_without_aws_settings_says_what_is_missing(
+        tmp_path: Path, drop: tuple[str, ...], message: str) -> None:
+    config = tmp_path / "router.yaml"
+    config.write_text(GOOD)
+    env = {key: value for key, value in ENV.items() if key not in drop}
+    env |= {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true"}
+    result = subprocess.run([str(SCRIPT), "serve", "--config", str(config),  # noqa: S603
+                             "--port", str(free_port())], capture_output=True, text=True,
+                            env=env, timeout=60, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

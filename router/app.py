@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from .config import Secrets, Settings
 from .errors import InternalFailure, error_response
+from .openapi import document_routes
 from .registry import Registry, open_registry
 from .routes import admin, decisions, invocations, ops
 from .state import BackendFactory, RouterState, build_state
@@ -74,6 +75,7 @@ def create_app(
     app.include_router(admin.router)
     app.add_exception_handler(admin.AdminError, admin.admin_error_response)
     app.add_exception_handler(Exception, _internal_failure)
+    document_routes(app)
     return app
 
 

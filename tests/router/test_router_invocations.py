@@ -214,3 +214,14 @@ def test_health_readiness_and_metrics(stack: Stack) -> None:
     assert 'bandit_router_decisions_total{experiment="exp",targeted="true",variant="Variant1"}' \
         in text
     assert "bandit_router_invocation_seconds_bucket" in text
+
+
+def test_openapi_documents_every_route(stack: Stack) -> None:
+    paths = httpx.get(f"{stack.router_url}/openapi.json").json()["paths"]
+    for path in ("/endpoints/{endpoint_name}/invocations",
+                 "/v1/experiments/{experiment}/decisions", "/healthz", "/readyz", "/metrics",
+                 "/v1/experiments/{name}", "/v1/experiments/{name}/stats"):
+        assert path in paths, path
+    body = paths["/v1/experiments/{experiment}/decisions"]["post"]["requestBody"]
+    assert "eligible" in body["content"]["application/json"]["schema"]["properties"]
+    assert httpx.get(f"{stack.router_url}/docs").status_code == 200

@@ -210,7 +210,7 @@ class RewardConfig(ConfigModel):
     max: StrictFloat = 1.0
     default: StrictFloat | None = 0.0
     wait_seconds: PositiveFloat = 600.0
-    aggregate: Literal["first", "sum", "max"] = "first"
+    aggregate: Literal["first", "sum", "max", "mean"] = "first"
 
     @model_validator(mode="after")
     def _in_range(self) -> RewardConfig:

@@ -158,7 +158,7 @@ def test_several_bad_keys_are_all_reported_with_their_paths() -> None:
             experiment(name="bad name", endpoint="under_score",
                        variants=[{"name": "Variant1"}, {"name": "Variant2", "weight": 1}],
                        policy={"type": "epsilon_greedy", "epsilon": 2.0},
-                       reward={"wait_seconds": 0, "aggregate": "mean"},
+                       reward={"wait_seconds": 0, "aggregate": "median"},
                        guardrails={"error_rate": 1.5, "min_requests": "20"}),
             experiment(name="ok", endpoint="ok-endpoint",
                        weights_push={"enabled": "yes", "max_step": 0}),
@@ -172,7 +172,8 @@ def test_several_bad_keys_are_all_reported_with_their_paths() -> None:
         "ending with a letter or digit, got 'under_score'",
         "experiments[0].variants[1].weight: unknown key",
         "experiments[0].reward.wait_seconds: must be > 0, got 0",
-        "experiments[0].reward.aggregate: must be one of 'first', 'sum' or 'max', got 'mean'",
+        "experiments[0].reward.aggregate: must be one of 'first', 'sum', 'max' or 'mean', "
+        "got 'median'",
         "experiments[0].guardrails.error_rate: must be <= 1, got 1.5",
         "experiments[0].guardrails.min_requests: must be an integer, got '20'",
         # the policy is still checked, against the variant names written
@@ -418,7 +419,8 @@ def test_check_config_ok_and_errors(tmp_path: Path) -> None:
     assert check_config(write(tmp_path, bad), out=out, err=err) == 2
     assert out.getvalue() == ""
     assert err.getvalue().splitlines() == [
-        "experiments[0].reward.aggregate: must be one of 'first', 'sum' or 'max', got 'last'",
+        "experiments[0].reward.aggregate: must be one of 'first', 'sum', 'max' or 'mean', "
+        "got 'last'",
         "experiments[0].policy.samples: must be in [100, 1000000], got 0",
     ]
 

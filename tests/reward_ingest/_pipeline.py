@@ -1,0 +1,163 @@
+"""Inputs and drivers shared by the joiner and learner tests (and the crash worker).
+
+``fixed_input(seed)`` builds a reproducible mix of decisions and rewards with the awkward
+cases in it: rewards before their decisions, duplicates and redeliveries, out-of-range
+values, orphans, targeted decisions, retired variants. ``drive_redis`` runs the joiner
+and the learners over it to completion with a two-phase clock (every input is consumed
+at ``T0``, before any window closes; then every window closes at ``T_END``), so the
+outcome does not depend on timing and an interrupted run must end exactly like an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from reward_ingest.join_rules import JoinRule
+from reward_ingest.joiner_redis import DECISIONS_STREAM, REWARDS_STREAM, RedisJoiner
+from reward_ingest.learner import LearnerSettings
+from reward_ingest.learner_redis import RedisLearner
+
+T0 = 1_700_000_000.0
+T_END = T0 + 100_000.0
+
+RULES: dict[str, JoinRule] = {
+    "first": JoinRule(mode="first", min=0.0, max=1.0, default=0.0, wait_seconds=600.0),
+    "maxed": JoinRule(mode="max", min=0.0, max=1.0, default=None, wait_seconds=300.0),
+    "summed": JoinRule(mode="sum", min=0.0, max=2.0, default=0.0, wait_seconds=600.0),
+}
+ARMS = {"first": ("A", "B", "C"), "maxed": ("A", "B"), "summed": ("A", "B", "C")}
+POLICIES: dict[str, dict[str, Any]] = {
+    "first": {"type": "thompson"},
+    "maxed": {"type": "thompson"},
+    "summed": {"type": "thompson", "family": "gaussian"},
+}
+
+
+def decision(event_id: str, experiment: str, timestamp: float, *, variant: str = "A",
+             targeted: bool = False, probability: float = 0.5,
+             context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A decision event as the router writes it."""
+    arms = list(ARMS.get(experiment, ("A", "B")))
+    return {"format": 1, "event_id": event_id, "timestamp": timestamp,
+            "experiment": experiment, "endpoint": f"ep-{experiment}", "policy_version": 3,
+            "variants": arms, "eligible": None, "context": context, "variant": variant,
+            "probability": 1.0 if targeted else probability,
+            "probabilities": {arm: 1 / len(arms) for arm in arms}, "targeted": targeted,
+            "unit_id": None, "source": "invocations", "outcome": "ok", "latency_ms": 1.25}
+
+
+def reward(event_id: str, value: float, received_at: float, reward_id: str) -> dict[str, Any]:
+    """A reward as the webhook writes it."""
+    return {"event_id": event_id, "reward": value, "received_at": received_at,
+            "reward_id": reward_id}
+
+
+@dataclass
+class Input:
+    """Decisions and rewards in stream order."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    rewards: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fixed_input(seed: int = 7, n: int = 2000) -> Input:
+    """``n`` decisions over the three experiments and their rewards, with every hard case."""
+    rng = random.Random(seed)
+    data = Input()
+    names = list(RULES)
+    for i in range(n):
+        experiment = names[i % len(names)]
+        event_id = f"ev-{i:05d}"
+        arms = ARMS[experiment]
+        roll = rng.random()
+        variant = "Gone" if roll < 0.03 else rng.choice(arms)
+        data.decisions.append(decision(event_id, experiment, T0 - rng.uniform(0, 100),
+                                       variant=variant, targeted=0.03 <= roll < 0.08,
+                                       probability=rng.choice((0.25, 0.5, 0.75))))
+        for j in range(rng.choice((0, 1, 1, 2, 3))):
+            value = rng.choice((0.0, 0.5, 1.0, 1.0, 1.5, -1.0))
+            item = reward(event_id, value, T0 + rng.uniform(0, 50), f"{event_id}/r{j}")
+            data.rewards.append(item)
+            if rng.random() < 0.1:  # a webhook retry that got through: same reward id
+                data.rewards.append(dict(item))
+    for k in range(40):  # rewards for decisions that never come
+        data.rewards.append(reward(f"orphan-{k}", 1.0, T0 + k, f"orphan-{k}/r0"))
+    for i in rng.sample(range(n), 30):  # decision redeliveries (e.g. a spool replay)
+        data.decisions.append(dict(data.decisions[i]))
+    rng.shuffle(data.rewards)  # many rewards now precede their decisions
+    return data
+
+
+async def write_input(url: str, data: Input) -> None:
+    """Append ``data`` to the Redis decision and reward streams."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for event in data.decisions:
+            pipe.xadd(DECISIONS_STREAM, {"event": json.dumps(event, separators=(",", ":"))})
+        for item in data.rewards:
+            pipe.xadd(REWARDS_STREAM, {"reward": json.dumps(item)})
+        await pipe.execute()
+    finally:
+        await client.aclose()
+
+
+def learner_settings(batch: int = 50, lease_ttl_s: float = 5.0) -> list[LearnerSettings]:
+    """A learner per experiment of ``RULES``."""
+    return [LearnerSettings(name, POLICIES[name], ARMS[name], seed=3, batch=batch,
+                            lease_ttl_s=lease_ttl_s) for name in RULES]
+
+
+async def drive_redis(url: str, *, batch: int = 100, learner_batch: int = 50,
+                      lease_ttl_s: float = 5.0,
+                      on_ready: Callable[[], None] | None = None,
+                      rules: Mapping[str, JoinRule] = RULES) -> None:
+    """Join and learn everything on the streams to completion (two-phase clock).
+
+    Never releases its leases on the way out (a cancellation is a crash); on normal
+    completion it releases them so the next caller need not wait.
+    """
+    text = aioredis.Redis.from_url(url, decode_responses=True)
+    binary = aioredis.Redis.from_url(url)
+    joiner = RedisJoiner(text, rules, batch=batch, lease_ttl_s=lease_ttl_s)
+    learners = [RedisLearner(binary, s) for s in learner_settings(learner_batch, lease_ttl_s)]
+    try:
+        await joiner.lease.acquire()
+        for learner in learners:
+            await learner.lease.acquire()
+        if on_ready is not None:
+            on_ready()
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(joiner.lease.keep())
+            for learner in learners:
+                await stack.enter_async_context(learner.lease.keep())
+                await learner.restore()
+            now = T0
+            while True:
+                joined = await joiner.step(now)
+                learned = 0
+                for learner in learners:
+                    learned += await learner.step()
+                if not joined and now == T0:
+                    now = T_END
+                elif not joined and not learned:
+                    break
+        await joiner.lease.release()
+        for learner in learners:
+            await learner.lease.release()
+    finally:
+        await asyncio.shield(_close(text, binary))
+
+
+async def _close(*clients: aioredis.Redis) -> None:
+    for client in clients:
+        await client.aclose()

@@ -1,0 +1,351 @@
+"""The joiner, in memory and on a real redis-server: the same cases, the same answers.
+
+The clock is injected (``step(now)``): windows close because the test says so, never
+because it slept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from reward_ingest.join_rules import JoinedEvent, JoinRule
+from reward_ingest.joiner import JoinedLog, MemoryJoiner
+from reward_ingest.joiner_redis import (
+    DECISIONS_STREAM,
+    JOINED_STREAM,
+    REWARDS_STREAM,
+    RedisJoiner,
+)
+from reward_ingest.lease import LeaseLost
+from tests.reward_ingest._pipeline import decision, fixed_input, reward
+
+T = 1_000_000.0
+RULES = {
+    "first": JoinRule(mode="first", default=0.0, wait_seconds=60.0),
+    "sum": JoinRule(mode="sum", min=0.0, max=2.0, default=0.0, wait_seconds=60.0),
+    "max": JoinRule(mode="max", default=0.0, wait_seconds=60.0),
+    "mean": JoinRule(mode="mean", default=0.0, wait_seconds=60.0),
+    "nodefault": JoinRule(mode="first", default=None, wait_seconds=60.0),
+}
+
+# The redis_server / redis_url fixtures (a real redis-server on a free port).
+pytest_plugins = ["tests.reward_ingest._redis_fixtures"]
+
+
+class ListLog:
+    """Decisions and rewards in lists, read like the stores read them (ids ``N-0``)."""
+
+    def __init__(self) -> None:
+        self.decisions: list[dict[str, Any]] = []
+        self.rewards: list[dict[str, Any]] = []
+
+    async def read_decisions(self, count: int,
+                             after: str = "0") -> list[tuple[str, dict[str, Any]]]:
+        return _slice(self.decisions, count, after)
+
+    async def read_rewards(self, count: int,
+                           after: str = "0") -> list[tuple[str, Mapping[str, Any]]]:
+        return list(_slice(self.rewards, count, after))
+
+
+def _slice(items: list[dict[str, Any]], count: int,
+           after: str) -> list[tuple[str, dict[str, Any]]]:
+    start = int(after.split("-")[0])
+    return [(f"{start + i + 1}-0", item) for i, item in enumerate(items[start:start + count])]
+
+
+class Harness:
+    """One joiner under test: feed inputs, step, read what came out."""
+
+    def __init__(self, kind: str, url: str, rules: Mapping[str, JoinRule] = RULES,
+                 batch: int = 1000) -> None:
+        self.kind = kind
+        self.log = ListLog()
+        self.memory = MemoryJoiner(self.log, self.log, rules, JoinedLog(), batch=batch)
+        self.client = aioredis.Redis.from_url(url, decode_responses=True)
+        self.redis = RedisJoiner(self.client, rules, batch=batch)
+
+    async def start(self) -> None:
+        if self.kind == "redis":
+            assert await self.redis.lease.try_acquire()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def feed(self, decisions: list[dict[str, Any]] = (),  # type: ignore[assignment]
+                   rewards: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
+        if self.kind == "memory":
+            self.log.decisions.extend(decisions)
+            self.log.rewards.extend(rewards)
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for event in decisions:
+            pipe.xadd(DECISIONS_STREAM, {"event": json.dumps(event, separators=(",", ":"))})
+        for item in rewards:
+            pipe.xadd(REWARDS_STREAM, {"reward": json.dumps(item)})
+        await pipe.execute()
+
+    async def step(self, now: float) -> int:
+        joiner = self.memory if self.kind == "memory" else self.redis
+        return await joiner.step(now)
+
+    async def joined(self) -> list[JoinedEvent]:
+        if self.kind == "memory":
+            return list(self.memory.joined.entries)
+        entries = await self.client.xrange(JOINED_STREAM)
+        return [JoinedEvent.from_fields(fields) for _, fields in entries]
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        joiner = self.memory if self.kind == "memory" else self.redis
+        return await joiner.counts()
+
+
+def scenario(body: Callable[[Harness], Awaitable[None]]) -> Callable[[str, str], None]:
+    """Run ``body`` against the memory joiner and the Redis joiner."""
+
+    @pytest.mark.parametrize("kind", ["memory", "redis"])
+    def test(kind: str, redis_url: str) -> None:
+        async def run() -> None:
+            harness = Harness(kind, redis_url)
+            await harness.start()
+            try:
+                await body(harness)
+            finally:
+                await harness.close()
+
+        asyncio.run(run())
+
+    test.__name__ = body.__name__
+    test.__doc__ = body.__doc__
+    return test
+
+
+def summary(events: list[JoinedEvent]) -> list[tuple[str, float, bool, int]]:
+    return [(e.decision["event_id"], e.reward, e.default_reward, e.rewards) for e in events]
+
+
+@scenario
+async def test_first_joins_at_once_then_counts_late(h: Harness) -> None:
+    """``first``: the first in-range reward joins; later ones are counted as late."""
+    await h.feed([decision("e1", "first", T)], [reward("e1", 1.0, T + 1, "r1")])
+    await h.step(T + 2)
+    assert summary(await h.joined()) == [("e1", 1.0, False, 1)]
+    joined = await h.joined()
+    assert joined[0].joined_at == T + 2
+    await h.feed(rewards=[reward("e1", 0.0, T + 3, "r2"), reward("e1", 1.0, T + 3, "r1")])
+    await h.step(T + 1000)
+    assert len(await h.joined()) == 1
+    counts = (await h.counts())["first"]
+    assert (counts["joined"], counts["late_rewards"], counts["duplicate_rewards"]) == (1, 1, 1)
+
+
+@scenario
+async def test_first_reward_before_decision(h: Harness) -> None:
+    """A reward that arrives before its decision joins when the decision comes."""
+    await h.feed(rewards=[reward("e1", 7.0, T, "bad"), reward("e1", 0.5, T, "r1")])
+    await h.step(T)
+    assert await h.joined() == []
+    await h.feed([decision("e1", "first", T - 1)])
+    await h.step(T + 1)
+    assert summary(await h.joined()) == [("e1", 0.5, False, 1)]
+    assert (await h.counts())["first"]["out_of_range"] == 1
+
+
+@pytest.mark.parametrize(("experiment", "expected"), [
+    ("sum", (2.0, 3)), ("max", (1.0, 3)), ("mean", (0.6, 3))])
+def test_aggregates_wait_out_the_window(experiment: str, expected: tuple[float, int],
+                                        redis_url: str) -> None:
+    """sum / max / mean: rewards before and after the decision, joined at the deadline."""
+    async def body(kind: str) -> list[tuple[str, float, bool, int]]:
+        h = Harness(kind, redis_url)
+        await h.start()
+        try:
+            await h.feed(rewards=[reward("e1", 0.5, T, "r1")])
+            await h.step(T)
+            await h.feed([decision("e1", experiment, T)],
+                         [reward("e1", 0.3, T + 1, "r2"), reward("e1", 5.0, T + 1, "r3")])
+            await h.step(T + 2)
+            await h.feed(rewards=[reward("e1", 1.0 if experiment != "sum" else 1.2, T + 3,
+                                         "r4")])
+            await h.step(T + 59)
+            assert await h.joined() == []
+            await h.step(T + 60)
+            return summary(await h.joined())
+        finally:
+            await h.close()
+
+    for kind in ("memory", "redis"):
+        asyncio.run(asyncio.sleep(0))
+        (event_id, value, default, n), = asyncio.run(body(kind))
+        assert (event_id, default, n) == ("e1", False, expected[1])
+        assert value == pytest.approx(expected[0])
+
+
+@scenario
+async def test_default_reward_after_the_window(h: Harness) -> None:
+    """No reward by the deadline: the default, flagged; nothing before the deadline."""
+    await h.feed([decision("e1", "first", T), decision("e2", "sum", T)])
+    await h.step(T + 59.9)
+    assert await h.joined() == []
+    await h.step(T + 60)
+    assert sorted(summary(await h.joined())) == [("e1", 0.0, True, 0), ("e2", 0.0, True, 0)]
+    assert (await h.counts())["first"]["default_rewards"] == 1
+
+
+@scenario
+async def test_drop_when_no_default(h: Harness) -> None:
+    """No reward and no default: dropped and counted, never joined."""
+    await h.feed([decision("e1", "nodefault", T)], [reward("e1", 3.0, T, "r1")])
+    await h.step(T + 61)
+    assert await h.joined() == []
+    counts = (await h.counts())["nodefault"]
+    assert (counts["dropped_no_reward"], counts["out_of_range"]) == (1, 1)
+
+
+@scenario
+async def test_duplicates_orphans_and_odd_input(h: Harness) -> None:
+    """Duplicate decisions and rewards, orphans, unknown experiments, malformed input."""
+    await h.feed([decision("e1", "sum", T), decision("e1", "sum", T), decision("x", "nope", T)],
+                 [reward("e1", 1.0, T, "r1"), reward("e1", 1.0, T, "r1"),
+                  reward("o1", 1.0, T, "o"), reward("o1", 1.0, T, "o"),
+                  {"event_id": "e1", "reward": "high"}])
+    await h.feed([{"event_id": "no experiment"}])
+    await h.step(T + 1)
+    await h.step(T + 60 + 600)  # the orphan's fallback: received + the longest window
+    assert summary(await h.joined()) == [("e1", 1.0, False, 1)]
+    counts = await h.counts()
+    assert counts["sum"] == {"joined": 1, "duplicate_decisions": 1, "duplicate_rewards": 1}
+    assert counts["nope"] == {"unknown_experiment": 1}
+    assert counts["_unknown"] == {"duplicate_rewards": 1, "orphan_rewards": 1,
+                                  "malformed_rewards": 1, "malformed_decisions": 1}
+
+
+@scenario
+async def test_decision_after_its_orphaned_rewards_still_joins(h: Harness) -> None:
+    """Rewards dropped as orphans do not swallow a decision that comes later."""
+    await h.feed(rewards=[reward("e1", 1.0, T, "r1")])
+    await h.step(T + 661)
+    await h.feed([decision("e1", "first", T)], [reward("e1", 1.0, T, "r1")])
+    await h.step(T + 662)
+    assert summary(await h.joined()) == [("e1", 0.0, True, 0)]
+    assert (await h.counts())["first"]["duplicate_rewards"] == 1
+
+
+def _random_input(seed: int) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+    """Decisions and rewards in 6 waves, random modes, values, duplicates and order."""
+    rng = random.Random(seed)
+    waves_d: list[list[dict[str, Any]]] = [[] for _ in range(6)]
+    waves_r: list[list[dict[str, Any]]] = [[] for _ in range(6)]
+    for i in range(300):
+        experiment = rng.choice(list(RULES))
+        wave = rng.randrange(6)
+        waves_d[wave].append(decision(f"e{i}", experiment, T + wave * 20))
+        for _ in range(rng.randrange(4)):
+            item = reward(f"e{i}", rng.choice((0.1, 0.2, 0.7, 1.0, 1.9, -0.5)),
+                          T + wave * 20, f"r{i}-{rng.randrange(3)}")
+            waves_r[min(5, max(0, wave + rng.choice((-1, 0, 1, 2))))].append(item)
+        if rng.random() < 0.05:
+            waves_d[rng.randrange(6)].append(decision(f"e{i}", experiment, T + wave * 20))
+    return waves_d, waves_r
+
+
+def test_memory_and_redis_agree_on_random_input(redis_url: str) -> None:
+    """Lua and Python implement one semantics: same joined events, order and counters."""
+    waves_d, waves_r = _random_input(11)
+
+    async def run(kind: str) -> tuple[list[dict[str, str]], dict[str, dict[str, int]]]:
+        h = Harness(kind, redis_url, batch=37)
+        await h.start()
+        try:
+            for wave in range(6):
+                await h.feed(waves_d[wave], waves_r[wave])
+                while await h.step(T + wave * 20 + 30):
+                    pass
+            while await h.step(T + 10_000):
+                pass
+            return [e.fields() for e in await h.joined()], await h.counts()
+        finally:
+            await h.close()
+
+    memory = asyncio.run(run("memory"))
+    on_redis = asyncio.run(run("redis"))
+    assert len(memory[0]) > 200
+    assert on_redis == memory
+
+
+def test_restarted_joiner_repeats_nothing(redis_url: str) -> None:
+    """A second joiner over the same streams (e.g. after a crash) adds nothing."""
+    data = fixed_input(3, n=300)
+
+    async def run() -> None:
+        first = Harness("redis", redis_url, rules=_rules_of_fixed())
+        await first.start()
+        await first.feed(data.decisions, data.rewards)
+        while await first.step(T):
+            pass
+        before = (await first.joined(), await first.counts())
+        await first.redis.lease.release()
+        second = Harness("redis", redis_url, rules=_rules_of_fixed())
+        await second.start()
+        assert await second.step(T) == 0
+        assert (await second.joined(), await second.counts()) == before
+        await first.close()
+        await second.close()
+
+    asyncio.run(run())
+
+
+def _rules_of_fixed() -> dict[str, JoinRule]:
+    from tests.reward_ingest._pipeline import RULES as FIXED
+
+    return FIXED
+
+
+def test_a_joiner_without_the_lease_writes_nothing(redis_url: str) -> None:
+    """Fencing: once another joiner holds the lease, every script refuses."""
+    async def run() -> None:
+        h = Harness("redis", redis_url)
+        await h.start()
+        await h.feed([decision("e1", "first", T)], [reward("e1", 1.0, T, "r1")])
+        await h.client.delete("bandit:join:lease")  # expired...
+        other = RedisJoiner(h.client, RULES)
+        assert await other.lease.try_acquire()  # ...and taken
+        with pytest.raises(LeaseLost):
+            await h.step(T)
+        assert await h.joined() == []
+        assert await h.client.hgetall("bandit:join:offsets") == {}
+        with pytest.raises(LeaseLost):
+            await h.step(T)  # stays lost
+        assert await other.step(T) == 2
+        assert len(await h.joined()) == 1
+        await h.close()
+
+    asyncio.run(run())
+
+
+def test_joiner_throughput_on_redis(redis_url: str) -> None:
+    """Events (decisions + rewards) per second through the Redis joiner; printed."""
+    data = fixed_input(5, n=5000)
+
+    async def run() -> float:
+        h = Harness("redis", redis_url, rules=_rules_of_fixed())
+        await h.start()
+        await h.feed(data.decisions, data.rewards)
+        started = time.perf_counter()
+        while await h.step(T):
+            pass
+        elapsed = time.perf_counter() - started
+        await h.close()
+        return (len(data.decisions) + len(data.rewards)) / elapsed
+
+    rate = asyncio.run(run())
+    print(f"\njoiner on redis: {rate:,.0f} inputs/s")
+    assert rate > 2000

@@ -126,7 +126,7 @@ def check_config(
     file: Annotated[Path, typer.Argument(help="The YAML configuration file.")],
 ) -> None:
     """Validate a config, naming the path of every bad key; exit 2 on error."""
-    from router.cli_check import check_config as check
+    from common.check_config import check_config as check
 
     code = check(file)
     if code:

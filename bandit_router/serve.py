@@ -9,8 +9,8 @@ from pathlib import Path
 
 import uvicorn
 
+from common.config import ConfigError, Settings, load_settings
 from router.app import create_app
-from router.config import ConfigError, Settings, load_settings
 
 
 def settings_or_exit(path: Path) -> Settings:

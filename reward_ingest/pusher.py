@@ -35,8 +35,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from common.config_sections import WeightsPushConfig
 from reward_ingest.weights import largest_change, normalise, plan_instance_counts, plan_weights
-from router.config_sections import WeightsPushConfig
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient

@@ -47,6 +47,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from common.config import RewardConfig, Secrets, Settings
 from reward_ingest.rewards import (
     Reward,
     RewardStore,
@@ -60,7 +61,6 @@ from reward_ingest.signing import (
     SignatureError,
     verify,
 )
-from router.config import RewardConfig, Secrets, Settings
 
 __all__ = ["IngestMetrics", "RewardWebhook", "create_webhook_app", "mount_rewards"]
 

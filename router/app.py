@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .config import Secrets, Settings
+from common.config import Secrets, Settings
+
 from .errors import InternalFailure, error_response
 from .openapi import document_routes
 from .registry import Registry, open_registry

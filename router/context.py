@@ -24,7 +24,8 @@ import json
 import re
 from typing import Any, NoReturn
 
-from .config_sections import ContextConfig, pointer_segments
+from common.config_sections import ContextConfig, pointer_segments
+
 from .errors import ValidationError
 
 HEADER = "X-Bandit-Context"

@@ -32,7 +32,7 @@ CHECK_EVERY = 16
 
 
 class GuardrailLimits(Protocol):
-    """The ``guardrails:`` keys of an experiment (``router.config.GuardrailConfig``)."""
+    """The ``guardrails:`` keys of an experiment (``common.config.GuardrailConfig``)."""
 
     @property
     def error_rate(self) -> float: ...

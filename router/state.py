@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bandit import make_policy
+from common.config import ExperimentConfig, Secrets, Settings
 
 from .backends import Backend, HttpBackend, SageMakerBackend
-from .config import ExperimentConfig, Secrets, Settings
 from .context import ContextExtractor
 from .errors import ValidationError
 from .experiments import Experiment

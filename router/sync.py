@@ -27,9 +27,9 @@ from typing import Any
 from pydantic import ValidationError as ConfigInvalid
 
 from bandit import BanditError, load_policy
+from common.config import ExperimentConfig
 
 from .backends import Backend, HttpBackend
-from .config import ExperimentConfig
 from .context import ContextExtractor
 from .experiments import Experiment
 from .guardrails import Guardrails

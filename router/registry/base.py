@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..config import ExperimentConfig
+from common.config import ExperimentConfig
 
 EXPERIMENTS_KEY = "bandit:experiments"
 """Hash: experiment name → its config JSON (``ExperimentConfig`` dumped by alias)."""

@@ -14,7 +14,8 @@ import threading
 from collections.abc import Sequence
 from contextlib import suppress
 
-from ..config import ExperimentConfig
+from common.config import ExperimentConfig
+
 from .base import RegistryConflictError, RegistryView, Snapshot, config_json, parse_config
 
 

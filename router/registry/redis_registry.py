@@ -31,7 +31,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ..config import ExperimentConfig
+from common.config import ExperimentConfig
+
 from .base import (
     DELETED_KEY,
     EXPERIMENTS_CHANNEL,

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..config import ExperimentConfig, VariantConfig
-from ..config_problems import problem_lines
+from common.config import ExperimentConfig, VariantConfig
+from common.config_problems import problem_lines
+
 from ..registry import RegistryConflictError, RegistryUnavailableError, RegistryView, config_json
 from ..state import RouterState
 from ..stats import ExperimentStats, experiment_stats

@@ -96,7 +96,7 @@ def test_rules_from_config_shaped_objects() -> None:
 
 
 def test_router_reward_config_fits() -> None:
-    from router.config_sections import RewardConfig
+    from common.config_sections import RewardConfig
 
     rule = JoinRule.from_settings(RewardConfig(aggregate="sum", default=None))
     assert rule == JoinRule(mode="sum", default=None)

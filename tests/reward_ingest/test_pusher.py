@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from common.config_sections import WeightsPushConfig
 from reward_ingest.pusher import (
     EndpointNotFoundError,
     PushError,
@@ -20,7 +21,6 @@ from reward_ingest.pusher import (
     default_client_factory,
 )
 from reward_ingest.weights import TOLERANCE, largest_change
-from router.config_sections import WeightsPushConfig
 from tests._servers import free_port
 from tests.reward_ingest._moto import (
     REGION,

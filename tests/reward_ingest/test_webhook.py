@@ -19,11 +19,11 @@ import httpx
 import pytest
 import redis
 
+from common.config import Secrets, Settings, parse_settings
 from reward_ingest.rewards import REWARDS_STREAM, MemoryRewardStore, Reward, RewardStore
 from reward_ingest.rewards_redis import RedisRewardStore
 from reward_ingest.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from reward_ingest.webhook import MAX_BODY_BYTES, create_webhook_app
-from router.config import Secrets, Settings, parse_settings
 from tests._servers import free_port, run_asgi
 
 SECRET = "whsec_test"  # noqa: S105 - a test secret

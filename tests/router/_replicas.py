@@ -18,8 +18,8 @@ import boto3
 import httpx
 from botocore.config import Config
 
+from common.config import Secrets, Settings
 from router.app import create_app
-from router.config import Secrets, Settings
 from router.registry import MemoryRegistry, Registry, open_registry
 from router.state import RouterState
 from router.store import MemoryStore

@@ -11,9 +11,9 @@ import boto3
 import botocore.session
 from botocore.config import Config
 
+from common.config import ExperimentConfig, Settings, parse_settings
 from router.app import create_app
 from router.backends import Backend, HttpBackend, SageMakerBackend
-from router.config import ExperimentConfig, Settings, parse_settings
 from router.state import RouterState
 from router.store import DecisionStore, MemoryStore
 from simulator import Simulator, parse_variants

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bandit import Feedback, make_policy
-from router.config import Settings
+from common.config import Settings
 from tests.router._replicas import TOKEN, Cluster, Replica, cluster, wait_for
 from tests.router._stack import SIM_ENDPOINT, experiment, settings
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.config import ContextConfig
+from common.config import ContextConfig
 from router.context import ContextExtractor
 from router.errors import ValidationError
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from router.config import ExperimentConfig
+from common.config import ExperimentConfig
 from router.registry import (
     DELETED_KEY,
     EXPERIMENTS_CHANNEL,

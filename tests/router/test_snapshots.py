@@ -8,7 +8,7 @@ import httpx
 import redis
 
 from bandit import Feedback, Policy, make_policy
-from router.config import Settings
+from common.config import Settings
 from router.registry import EXPERIMENTS_KEY, POLICY_PREFIX, publish_snapshot
 from tests._redis_server import RedisServer
 from tests.router._replicas import Replica, cluster, wait_for

@@ -1,6 +1,6 @@
 """The leaf sections of the configuration: variants, context, reward, guardrails and so on.
 
-Shared by ``router.config``: the base model (unknown keys refused, frozen,
+Shared by ``common.config``: the base model (unknown keys refused, frozen,
 finite numbers only), the name rules, and ``invalid``/``error_line``, which make
 errors whose message is ours and whose path is exact. Defaults live in the fields.
 """

@@ -9,8 +9,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from router.cli_check import check_config
-from router.config import (
+from common.check_config import check_config
+from common.config import (
     DEFAULT_CONFIG,
     ConfigError,
     ContextConfig,
@@ -19,7 +19,7 @@ from router.config import (
     load_settings,
     parse_settings,
 )
-from router.config_problems import dotted
+from common.config_problems import dotted
 
 DESIGN_EXAMPLE = """\
 store: redis://localhost:6379/0        # or memory://

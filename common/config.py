@@ -4,7 +4,7 @@ Every model forbids unknown keys; numbers must be finite and of the right kind
 (``"20"`` is not an integer); names follow SageMaker's rules. A policy is checked
 by building it with ``bandit.make_policy`` over the experiment's variants, so a
 ``SpecError`` comes back located at ``experiments[i].policy.<key>``. The leaf
-sections are in ``router.config_sections``; defaults live in the fields only.
+sections are in ``common.config_sections``; defaults live in the fields only.
 
     settings = load_settings("router.yaml")     # raises ConfigError(problems)
     secrets = Secrets.from_env(os.environ)

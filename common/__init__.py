@@ -1,0 +1,1 @@
+"""Plumbing shared by the router and the reward ingester: the configuration."""

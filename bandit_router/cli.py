@@ -94,6 +94,21 @@ def serve(
 
 
 @app.command()
+def ingest(
+    config: ConfigFile,
+    host: Annotated[str, typer.Option(help="Address the reward webhook listens on.")]
+    = "127.0.0.1",
+    webhook_port: Annotated[int, typer.Option(min=1, max=65535,
+                                              help="Port of POST /v1/rewards.")] = 8081,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the reward webhook, joiner, learners, weight pushers and archiver (Redis store)."""
+    from .ingest import ingest as run
+
+    run(config, host, webhook_port, log_level)
+
+
+@app.command()
 def simulate(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8090,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

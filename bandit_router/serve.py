@@ -43,7 +43,12 @@ def serve(config: Path, host: str, port: int, log_level: str) -> None:
     if any(e.backend == "sagemaker" for e in settings.experiments):
         _check_aws_credentials()
     try:
-        app = create_app(settings, environ=os.environ)
+        if settings.store.startswith("memory://"):
+            from .embedded import embedded_app  # the learning loop in this process
+
+            app = embedded_app(settings, environ=os.environ)
+        else:
+            app = create_app(settings, environ=os.environ)
     except ValueError as exc:  # e.g. no AWS region for a sagemaker backend
         print(f"bandit-router: {exc}", file=sys.stderr)
         sys.exit(2)

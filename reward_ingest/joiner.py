@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,7 +77,7 @@ class RewardReader(Protocol):
     """The rewards log: entries {event_id, reward, received_at, reward_id} after an id."""
 
     async def read_rewards(self, count: int,
-                           after: str = "0") -> list[tuple[str, Mapping[str, Any]]]: ...
+                           after: str = "0") -> Sequence[tuple[str, Mapping[str, Any]]]: ...
 
 
 def rule_lookup(rules: Rules) -> Callable[[str], JoinRule | None]:

@@ -1,0 +1,66 @@
+"""The embedded default: one process on ``memory://`` runs the router and the learning loop.
+
+The router logs decisions to an in-process ``MemoryStore``; ``POST /v1/rewards`` is
+mounted on the router's app; the ingester (joiner, learners, pushers, archiver) runs
+as tasks in the router's lifespan, and its snapshots reach the router through the
+in-process registry, exactly as they would through Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from common.config import Secrets, Settings
+from reward_ingest.rewards import MemoryRewardStore
+from reward_ingest.service import IngestService, memory_service
+from reward_ingest.webhook import RewardWebhook, mount_rewards
+from router.app import create_app
+from router.registry import MemoryRegistry
+from router.state import BackendFactory
+from router.store import MemoryStore
+
+
+def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None,
+                 backend_factory: BackendFactory | None = None) -> FastAPI:
+    """A router on ``memory://`` with ``/v1/rewards`` and the learning loop inside."""
+    environ = os.environ if environ is None else environ
+    secrets = Secrets.from_env(environ)
+    store = MemoryStore()
+    registry = MemoryRegistry()
+    rewards = MemoryRewardStore()
+    app = create_app(settings, store=store, registry=registry, secrets=secrets,
+                     environ=environ, backend_factory=backend_factory)
+    configs = {experiment.name: experiment.reward for experiment in settings.experiments}
+    mount_rewards(app, RewardWebhook(rewards, secrets=secrets, reward_config=configs.get))
+    router_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[None]:
+        manager: AbstractAsyncContextManager[Any] = router_lifespan(application)
+        async with manager:
+            await rewards.start()
+            service = memory_service(settings, store, rewards, registry.publish_snapshot)
+            app.state.ingest = service
+            stop = asyncio.Event()
+            running = asyncio.create_task(service.run(stop), name="ingest")
+            try:
+                yield
+            finally:
+                stop.set()
+                await running
+                await rewards.close()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def ingest_service(app: FastAPI) -> IngestService:
+    """The running ingester of an ``embedded_app`` (after start-up)."""
+    service: IngestService = app.state.ingest
+    return service

@@ -1,0 +1,268 @@
+"""The learning loop as one running service: joiner, learners, weight pushers, archiver.
+
+``IngestService.run(stop)`` runs every part as a task until ``stop`` is set:
+
+- the joiner pairs decisions with rewards (exactly once: see ``joiner_redis``);
+- one learner per experiment learns from joined events, checkpoints and publishes
+  snapshots (routers follow them);
+- a reader follows the joined stream for the archiver (DSJSON files) and for the
+  recent traffic shares of contextual policies;
+- one weight pusher per experiment with ``weights_push.enabled`` pushes the learned
+  split to the SageMaker endpoint every ``interval_s``.
+
+``redis_service`` builds it on Redis (``bandit-router ingest``); ``memory_service``
+in process beside a router on ``memory://`` (the embedded default). The archive is
+at least once: the joined-stream offset it has archived is saved after each flush,
+so a crash can write an event again (readers dedupe on ``EventId``), never lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from common.config import ExperimentConfig, Settings
+
+from .archive import Archiver
+from .join_rules import JoinedEvent, rules_of
+from .joiner import JoinedLog, MemoryJoiner, RewardReader
+from .joiner_redis import JOINED_STREAM, RedisJoiner
+from .learner import LearnerLoop, LearnerSettings, MemoryCheckpoints, MemoryLearner
+from .learner_redis import RedisLearner
+from .lease import MemoryLeaseTable
+from .pusher import PushError, WeightPusher, default_client_factory
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_OFFSET_KEY = "bandit:archive:offset"
+RECENT_SHARES = 1000  # joined decisions averaged for a contextual policy's traffic share
+READ_BATCH = 1000
+
+JoinedReader = Callable[[str, int], Awaitable[list[tuple[str, JoinedEvent | None]]]]
+OffsetStore = tuple[Callable[[], Awaitable[str]], Callable[[str], Awaitable[None]]]
+Publish = Callable[[str, bytes], Awaitable[Any]]
+
+
+@dataclass
+class IngestService:
+    """The running parts; build with ``redis_service`` or ``memory_service``."""
+
+    settings: Settings
+    joiner: Any
+    learners: dict[str, LearnerLoop]
+    read_joined: JoinedReader
+    archive_offset: OffsetStore
+    archiver: Archiver | None = None
+    pushers: dict[str, WeightPusher] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    recent: dict[str, deque[Mapping[str, float]]] = field(default_factory=dict)
+    close_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(
+        default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every part until ``stop`` is set, then flush and close."""
+        tasks = [asyncio.create_task(self.joiner.run(stop, self.clock), name="joiner")]
+        tasks += [asyncio.create_task(learner.run(stop), name=f"learner-{name}")
+                  for name, learner in self.learners.items()]
+        tasks.append(asyncio.create_task(self._follow_joined(stop), name="joined-reader"))
+        tasks += [asyncio.create_task(self._push_loop(name, pusher, stop), name=f"push-{name}")
+                  for name, pusher in self.pushers.items()]
+        tasks += [asyncio.create_task(part(stop)) for part in self.background]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.archiver is not None:
+                await self.archiver.close()
+            for hook in self.close_hooks:
+                await hook()
+
+    def shares(self, experiment: str) -> dict[str, float] | None:
+        """The traffic split the pusher follows: the policy's, or recent decisions' mean."""
+        learner = self.learners.get(experiment)
+        policy = learner.policy if learner is not None else None
+        if policy is None:
+            return None
+        if policy.type_name in ("online_cover", "vw"):
+            # A contextual policy has no single split: average what it served lately.
+            recent = self.recent.get(experiment)
+            if not recent:
+                return None
+            total: dict[str, float] = dict.fromkeys(policy.arms, 0.0)
+            for probabilities in recent:
+                for arm, p in probabilities.items():
+                    if arm in total:
+                        total[arm] += p
+            return {arm: value / len(recent) for arm, value in total.items()}
+        return dict(policy.probabilities(None))
+
+    async def _follow_joined(self, stop: asyncio.Event) -> None:
+        load, save = self.archive_offset
+        offset = await load()
+        while not stop.is_set():
+            entries: list[tuple[str, JoinedEvent | None]] = []
+            try:
+                entries = await self.read_joined(offset, READ_BATCH)
+                events = [event.to_dict() for _, event in entries if event is not None]
+                for event in events:
+                    self.recent.setdefault(event["experiment"], deque(maxlen=RECENT_SHARES)) \
+                        .append(event["probabilities"])
+                if self.archiver is not None:
+                    if events:
+                        await self.archiver.add(events)
+                    due = self.archiver.next_due()
+                    if entries and (due is None or due <= self.clock()):
+                        await self.archiver.flush()
+                if entries:
+                    offset = entries[-1][0]
+                    if self.archiver is None or self.archiver.next_due() is None:
+                        await save(offset)  # everything up to here is in files
+            except Exception:  # keep following: a failed write is retried next round
+                logger.exception("joined-stream reader failed; retrying")
+            if len(entries) < READ_BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+
+    async def _push_loop(self, name: str, pusher: WeightPusher, stop: asyncio.Event) -> None:
+        interval = pusher.config.interval_s
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(interval, 5.0))
+            if stop.is_set():
+                return
+            shares = self.shares(name)
+            if shares is None:
+                continue
+            try:
+                await pusher.push(shares, reason="learned split")
+            except PushError as exc:
+                logger.warning("weights push for %s: %s", name, exc)
+
+
+def _archiver(settings: Settings) -> Archiver | None:
+    archive = settings.archive
+    if archive is None:
+        return None
+    return Archiver(archive.path, max_bytes=archive.max_bytes, max_seconds=archive.max_seconds)
+
+
+def _pushers(settings: Settings) -> dict[str, WeightPusher]:
+    return {e.name: WeightPusher(default_client_factory(), e.endpoint, e.weights_push)
+            for e in settings.experiments if e.weights_push.enabled}
+
+
+def _learner_settings(experiment: ExperimentConfig) -> LearnerSettings:
+    return LearnerSettings.of(experiment)
+
+
+def redis_service(settings: Settings, url: str) -> IngestService:
+    """The service on the Redis at ``url`` (the store the routers log to)."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    joiner = RedisJoiner(client, rules_of(settings.experiments))
+    learners: dict[str, LearnerLoop] = {
+        e.name: RedisLearner.from_url(url, _learner_settings(e)) for e in settings.experiments}
+
+    async def read_joined(after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
+        start = "-" if after in ("0", "-") else f"({after}"
+        entries = await client.xrange(JOINED_STREAM, min=start, count=count)
+        return [(entry_id, _parse(fields)) for entry_id, fields in entries]
+
+    async def load() -> str:
+        return str(await client.get(ARCHIVE_OFFSET_KEY) or "0")
+
+    async def save(offset: str) -> None:
+        await client.set(ARCHIVE_OFFSET_KEY, offset)
+
+    async def close() -> None:
+        for learner in learners.values():
+            if isinstance(learner, RedisLearner):
+                await learner.close()
+        await client.aclose()
+
+    return IngestService(settings, joiner, learners, read_joined, (load, save),
+                         archiver=_archiver(settings), pushers=_pushers(settings),
+                         close_hooks=[close])
+
+
+def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
+                   publish: Publish) -> IngestService:
+    """The service in this process: ``decisions`` is the router's ``MemoryStore``."""
+    joined = JoinedLog()
+    joiner = MemoryJoiner(decisions, rewards, rules_of(settings.experiments), joined)
+    checkpoints = MemoryCheckpoints(changed=asyncio.Condition())
+    leases = MemoryLeaseTable()
+    learners: dict[str, LearnerLoop] = {
+        e.name: MemoryLearner(_learner_settings(e), joined, checkpoints, leases)
+        for e in settings.experiments}
+    offset = {"archived": "0"}
+
+    async def load() -> str:
+        return offset["archived"]
+
+    async def save(value: str) -> None:
+        offset["archived"] = value
+
+    async def read_joined(after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
+        return list(await joined.read_joined(count, after))
+
+    service = IngestService(settings, _MemoryJoinerRunner(joiner), learners,
+                            read_joined, (load, save), archiver=_archiver(settings),
+                            pushers=_pushers(settings))
+    service.background.append(_SnapshotForwarder(checkpoints, publish).run)
+    return service
+
+
+def _parse(fields: Mapping[str, str]) -> JoinedEvent | None:
+    try:
+        return JoinedEvent.from_fields(fields)
+    except (KeyError, ValueError):
+        return None
+
+
+class _MemoryJoinerRunner:
+    """``run(stop, clock)`` for the memory joiner, like ``RedisJoiner.run``."""
+
+    def __init__(self, joiner: MemoryJoiner) -> None:
+        self.joiner = joiner
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        return await self.joiner.counts()
+
+    async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
+        while not stop.is_set():
+            if not await self.joiner.step(clock()):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+
+
+class _SnapshotForwarder:
+    """Hands the memory learners' publications to the router's registry."""
+
+    def __init__(self, checkpoints: MemoryCheckpoints, publish: Publish) -> None:
+        self._checkpoints = checkpoints
+        self._publish = publish
+        self._seen: dict[str, int] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        changed = self._checkpoints.changed
+        if changed is None:
+            raise ValueError("memory checkpoints need a change condition")
+        while not stop.is_set():
+            for name, (version, blob) in list(self._checkpoints.published.items()):
+                if self._seen.get(name) != version:
+                    self._seen[name] = version
+                    await self._publish(name, blob)
+            async with changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), 0.5)

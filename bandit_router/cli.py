@@ -7,15 +7,19 @@ instead of the usage block typer prints.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from .demo import Demo, available_policies, scenarios
 from .demo_view import play, summary_table
+
+if TYPE_CHECKING:
+    from .live_demo import LiveOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="A multi-armed bandit in front of SageMaker multi-variant endpoints.")
@@ -35,35 +39,133 @@ def _names(value: str, known: tuple[str, ...], option: str) -> list[str]:
     return names
 
 
+_OFFLINE_ONLY = ("--steps", "--policies", "--problems", "--batch", "--delay")
+_LIVE_ONLY = ("--requests", "--duration", "--concurrency", "--rate", "--push-interval")
+
+
+def _misplaced(given: dict[str, object], offline: bool) -> None:
+    """Refuse options of the other mode (one line, exit 2) instead of ignoring them."""
+    wrong = _LIVE_ONLY if offline else _OFFLINE_ONLY
+    for option in wrong:
+        if given.get(option) is not None:
+            where = "without --offline" if offline else "with --offline"
+            raise typer.BadParameter(f"only applies {where}", param_hint=f"'{option}'")
+
+
 @app.command()
 def demo(
-    steps: Annotated[int, typer.Option(min=100, max=10_000_000,
-                                       help="Decisions per policy and problem.")] = 30_000,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of problems, policies and draws.")] = 0,
+    offline: Annotated[bool, typer.Option(
+        "--offline",
+        help="Run the in-process simulation of policies side by side instead of the "
+             "live service loop.")] = False,
+    requests: Annotated[int | None, typer.Option(
+        min=50, max=1_000_000, help="Live: requests sent through the router (4000).")] = None,
+    duration: Annotated[float | None, typer.Option(
+        min=5, max=3600, help="Live: seconds of traffic at most (60).")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Live: requests in flight (8).")] = None,
+    rate: Annotated[float | None, typer.Option(
+        min=0, max=100_000, help="Live: requests started per second, 0: no limit (100).")]
+    = None,
+    push_interval: Annotated[float | None, typer.Option(
+        min=1, max=600, help="Live: seconds between weight pushes to the endpoint (5).")]
+    = None,
+    steps: Annotated[int | None, typer.Option(
+        min=100, max=10_000_000, help="Offline: decisions per policy and problem (30000).")]
+    = None,
+    seed: Annotated[int, typer.Option(
+        min=0, help="Seed of problems, models, policies and draws.")] = 0,
     policies: Annotated[str | None, typer.Option(
-        help="Comma-separated policies to compare (default: all available).")] = None,
-    problems: Annotated[str, typer.Option(
-        help="Comma-separated problems: bernoulli, contextual.")] = "bernoulli,contextual",
-    batch: Annotated[int, typer.Option(min=1, max=100_000,
-                                       help="Rewards the learner applies per update.")] = 10,
-    delay: Annotated[int, typer.Option(min=0, max=1_000_000,
-                                       help="Decisions made before a reward arrives.")] = 0,
-    window: Annotated[int, typer.Option(min=1, max=10_000_000,
-                                        help="Recent steps the shares cover.")] = 1000,
+        help="Offline: comma-separated policies to compare (all available).")] = None,
+    problems: Annotated[str | None, typer.Option(
+        help="Offline: comma-separated problems: bernoulli, contextual (both).")] = None,
+    batch: Annotated[int | None, typer.Option(
+        min=1, max=100_000, help="Offline: rewards the learner applies per update (10).")]
+    = None,
+    delay: Annotated[int | None, typer.Option(
+        min=0, max=1_000_000, help="Offline: decisions made before a reward arrives (0).")]
+    = None,
+    window: Annotated[int | None, typer.Option(
+        min=1, max=10_000_000,
+        help="Recent steps or requests the shares cover (offline 1000, live 500).")] = None,
     live: Annotated[bool | None, typer.Option(
         "--live/--no-live",
-        help="Redraw a live table (default: when stdout is a terminal).")] = None,
+        help="Redraw a live view (default: when stdout is a terminal).")] = None,
 ) -> None:
-    """Simulate policies learning side by side; print live shares, reward and regret."""
+    """The live loop: moto as SageMaker, the simulator, the router learning from rewards.
+
+    Everything on 127.0.0.1, started and stopped by the demo; a summary at the end.
+    --offline runs the in-process simulation of the policies side by side instead.
+    """
+    _misplaced({"--steps": steps, "--policies": policies, "--problems": problems,
+                "--batch": batch, "--delay": delay, "--requests": requests,
+                "--duration": duration, "--concurrency": concurrency, "--rate": rate,
+                "--push-interval": push_interval}, offline)
+    console = Console()
+    show = console.is_terminal if live is None else live
+    if offline:
+        _offline_demo(console, show, steps=30_000 if steps is None else steps, seed=seed,
+                      policies=policies, problems=problems or "bernoulli,contextual",
+                      batch=10 if batch is None else batch, delay=delay or 0,
+                      window=window or 1000)
+        return
+    from .live_demo import LiveOptions
+
+    if window is not None and window > 100_000:
+        raise typer.BadParameter("must be at most 100000 in the live demo",
+                                 param_hint="'--window'")
+    options = LiveOptions(requests=4000 if requests is None else requests,
+                          duration_s=60.0 if duration is None else duration, seed=seed,
+                          concurrency=8 if concurrency is None else concurrency,
+                          rate=100.0 if rate is None else rate,
+                          push_interval_s=5.0 if push_interval is None else push_interval,
+                          window=window or 500)
+    _live_demo(console, show, options)
+
+
+def _live_demo(console: Console, show: bool, options: LiveOptions) -> None:
+    from .live_demo import DemoError, LiveDemo
+    from .live_demo_view import play_live, summary_lines, summary_table
+
+    demo = LiveDemo(options)
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so that the demo stops moto's server and
+    # its own servers before it exits instead of leaving them behind.
+    previous = {signum: signal.signal(signum, _interrupt)
+                for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        state = play_live(demo, console, live=show)
+    except KeyboardInterrupt:
+        console.print()
+        console.print(summary_table(demo.state))
+        console.print(f"interrupted after {demo.state.done:,} requests; all servers stopped")
+        raise typer.Exit(130) from None
+    except DemoError as exc:
+        print(f"bandit-router: error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    console.print()
+    console.print(summary_table(state))
+    for line in summary_lines(state):
+        console.print(line, highlight=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _offline_demo(console: Console, show: bool, *, steps: int, seed: int,
+                  policies: str | None, problems: str, batch: int, delay: int,
+                  window: int) -> None:
     chosen_policies = None
     if policies is not None:
         chosen_policies = _names(policies, available_policies(), "--policies")
     chosen_problems = _names(problems, tuple(scenarios(seed)), "--problems")
-    console = Console()
     simulation = Demo(steps=steps, seed=seed, batch=batch, delay=delay, window=window,
                       policies=chosen_policies, problems=chosen_problems)
     try:
-        elapsed = play(simulation, console, live=console.is_terminal if live is None else live)
+        elapsed = play(simulation, console, live=show)
     except KeyboardInterrupt:
         console.print()
         console.print(summary_table(simulation))

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from common.config import Secrets, Settings
+from common.learner_stats import MemoryLearnerStats
 from reward_ingest.rewards import MemoryRewardStore
 from reward_ingest.service import IngestService, memory_service
 from reward_ingest.webhook import RewardWebhook, mount_rewards
@@ -34,8 +35,9 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
     store = MemoryStore()
     registry = MemoryRegistry()
     rewards = MemoryRewardStore()
+    stats = MemoryLearnerStats()  # the ingester writes it, the router's /stats reads it
     app = create_app(settings, store=store, registry=registry, secrets=secrets,
-                     environ=environ, backend_factory=backend_factory)
+                     environ=environ, backend_factory=backend_factory, stats_source=stats)
     configs = {experiment.name: experiment.reward for experiment in settings.experiments}
     mount_rewards(app, RewardWebhook(rewards, secrets=secrets, reward_config=configs.get))
     router_lifespan = app.router.lifespan_context
@@ -45,7 +47,8 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
         manager: AbstractAsyncContextManager[Any] = router_lifespan(application)
         async with manager:
             await rewards.start()
-            service = memory_service(settings, store, rewards, registry.publish_snapshot)
+            service = memory_service(settings, store, rewards, registry.publish_snapshot,
+                                     stats=stats)
             app.state.ingest = service
             stop = asyncio.Event()
             running = asyncio.create_task(service.run(stop), name="ingest")

@@ -4,7 +4,9 @@ One learner per experiment is active (a lease). It reads the joined stream (ever
 experiment's events; it keeps its own) from its checkpointed offset, in batches, and
 after each batch writes, in one atomic step guarded by the lease (fencing: a learner
 that lost its lease writes nothing), the policy snapshot with the offset it reached,
-and, when the batch taught the policy anything, the published snapshot. On start, or
+and, when the batch taught the policy anything, the published snapshot; the same step
+adds the batch's learned rewards to the reward totals and, at most once per
+``timeline_interval_s``, appends a timeline point (``stats_sink``). On start, or
 after losing the lease or any store error, it throws its in-memory state away and
 restores the checkpoint, so no event is learned twice or lost.
 
@@ -37,10 +39,12 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from bandit import BanditError, Feedback, Policy, load_policy, make_policy
+from common.learner_stats import MemoryLearnerStats
 
 from .join_rules import JoinedEvent
 from .joiner import JoinedLog
 from .lease import DEFAULT_TTL_S, LeaseLost, MemoryLease, MemoryLeaseTable, _Renewing
+from .stats_sink import TIMELINE_INTERVAL_S, RewardTally, TimelineBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class LearnerSettings:
     learn_from_targeted: bool = False
     batch: int = BATCH
     lease_ttl_s: float = DEFAULT_TTL_S
+    timeline_interval_s: float = TIMELINE_INTERVAL_S
 
     @classmethod
     def of(cls, experiment: ExperimentLike, **options: Any) -> LearnerSettings:
@@ -125,8 +130,9 @@ def start_policy(settings: LearnerSettings,
 
 
 def learn(policy: Policy, events: Sequence[JoinedEvent | None], settings: LearnerSettings,
-          tally: Counter[str]) -> None:
-    """Apply ``events`` in order, one update each; tallies what was learned or skipped.
+          tally: Counter[str], rewards: RewardTally | None = None) -> None:
+    """Apply ``events`` in order, one update each; tallies what was learned or skipped,
+    and adds each learned reward to ``rewards`` (the stats the checkpoint records).
 
     ``None`` stands for an entry that could not be parsed (skipped as invalid).
     """
@@ -162,6 +168,8 @@ def learn(policy: Policy, events: Sequence[JoinedEvent | None], settings: Learne
             tally["skipped_invalid"] += 1
             continue
         tally["learned"] += 1
+        if rewards is not None:
+            rewards.add(arm, event.reward, event.default_reward, decision.get("probabilities"))
 
 
 class LearnerLoop(ABC):
@@ -173,10 +181,12 @@ class LearnerLoop(ABC):
         self.policy: Policy | None = None
         self.offset = "0"
         self.counters = LearnerCounters()
+        self.timeline = TimelineBuffer(settings.timeline_interval_s)
 
     async def restore(self) -> None:
         """Load the checkpoint (or start fresh, publishing the initial policy)."""
         checkpoint = await self._load()
+        self.timeline.reset()
         policy, changed = start_policy(self.settings, checkpoint)
         self.offset = checkpoint.offset if checkpoint is not None else "0"
         self.policy = policy
@@ -205,12 +215,17 @@ class LearnerLoop(ABC):
             raise LeaseLost(f"learner {self.settings.experiment}: no policy")
         entries = await self._read(self.offset, self.settings.batch)
         if not entries:
+            await self._flush_timeline(policy)
             return 0
         tally: Counter[str] = Counter()
+        rewards = RewardTally()
+        now = time.time()
         try:
-            learn(policy, [event for _, event in entries], self.settings, tally)
+            learn(policy, [event for _, event in entries], self.settings, tally, rewards)
             publish = tally["learned"] > 0
-            version = await self._save(policy.snapshot(), entries[-1][0], publish=publish)
+            point = self.timeline.point(policy, now, rewards)
+            version = await self._save(policy.snapshot(), entries[-1][0], publish=publish,
+                                       rewards=rewards, point=point)
         except BaseException:
             self.policy = None  # ahead of the checkpoint (or half updated): reload it
             raise
@@ -218,12 +233,27 @@ class LearnerLoop(ABC):
             self.policy = None
             self.lease.lost = True
             raise LeaseLost(f"learner {self.settings.experiment}: lease lost (fenced)")
+        self.timeline.committed(rewards, point is not None, now)
         self.offset = entries[-1][0]
         tally["batches"] += 1
         self.counters.add(tally)
         self.counters.version = version
         self.counters.last_checkpoint_at = time.time()
         return len(entries)
+
+    async def _flush_timeline(self, policy: Policy) -> None:
+        """Idle: write the pending timeline point once its interval is over (the
+        checkpoint is rewritten unchanged, carrying it)."""
+        now = time.time()
+        point = self.timeline.point(policy, now)
+        if point is None:
+            return
+        version = await self._save(policy.snapshot(), self.offset, publish=False, point=point)
+        if version is None:
+            self.policy = None
+            self.lease.lost = True
+            raise LeaseLost(f"learner {self.settings.experiment}: lease lost (fenced)")
+        self.timeline.committed(None, True, now)
 
     async def run(self, stop: asyncio.Event, idle_s: float = 0.05) -> None:
         """Learn until ``stop``: take the lease, restore, step; start over if it is lost."""
@@ -256,8 +286,10 @@ class LearnerLoop(ABC):
         """Up to ``count`` joined entries after the id ``after``."""
 
     @abstractmethod
-    async def _save(self, snapshot: bytes, offset: str, *, publish: bool) -> int | None:
-        """Atomically store the checkpoint (and publish); the version, or None if fenced."""
+    async def _save(self, snapshot: bytes, offset: str, *, publish: bool,
+                    rewards: RewardTally | None = None, point: str | None = None) -> int | None:
+        """Atomically store the checkpoint (and publish), add ``rewards`` to the reward
+        totals and append the timeline ``point``; the version, or None if fenced."""
 
 
 @dataclass(slots=True)
@@ -269,6 +301,8 @@ class MemoryCheckpoints:
     """Experiment -> (version, snapshot), like ``bandit:policy:{experiment}``."""
     changed: asyncio.Condition | None = None
     """Notified on every publication, when set (the in-process ``PUBLISH``)."""
+    stats: MemoryLearnerStats = field(default_factory=MemoryLearnerStats)
+    """Reward totals and timeline, written with each checkpoint (``bandit:stats:*``)."""
 
 
 class MemoryLearner(LearnerLoop):
@@ -287,15 +321,21 @@ class MemoryLearner(LearnerLoop):
     async def _read(self, after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
         return list(await self._joined.read_joined(count, after))
 
-    async def _save(self, snapshot: bytes, offset: str, *, publish: bool) -> int | None:
+    async def _save(self, snapshot: bytes, offset: str, *, publish: bool,
+                    rewards: RewardTally | None = None, point: str | None = None) -> int | None:
         if not isinstance(self.lease, MemoryLease) or not self.lease.owns():
             return None
+        # One synchronous step (no await until the notification): atomic in this process.
         name = self.settings.experiment
         version = self._store.published.get(name, (0, b""))[0]
         if publish:
             version += 1
             self._store.published[name] = (version, snapshot)
         self._store.checkpoints[name] = Checkpoint(snapshot, offset, version)
+        if rewards is not None:
+            self._store.stats.add_totals(name, rewards.deltas())
+        if point is not None:
+            self._store.stats.append_point(name, point)
         if publish and self._store.changed is not None:
             async with self._store.changed:
                 self._store.changed.notify_all()

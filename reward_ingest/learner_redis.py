@@ -10,10 +10,14 @@ Keys per experiment ``E``:
 | ``bandit:policy:E`` hash | ``version`` (publication counter, ``HINCRBY``), ``snapshot``: |
 | | what routers load |
 | channel ``bandit:policy:changed`` | ``E`` is published after each new snapshot |
+| ``bandit:stats:E`` hash | reward totals per variant (``HINCRBYFLOAT``), |
+| | ``bandit:timeline:E`` list: timeline points (``common.learner_stats``) |
 
 ``CHECKPOINT`` checks the lease token first and writes nothing if it is not this
 learner's, so a learner that lost its lease (paused, cut off, expired) can never
-overwrite its successor's progress. The published layout is the one
+overwrite its successor's progress. The reward totals and timeline point of a batch
+are written by the same script, so they are counted exactly once with the events that
+produced them (a replayed batch was never checkpointed). The published layout is the one
 ``router.registry.redis_registry.publish_snapshot`` writes (same script shape).
 """
 
@@ -23,18 +27,30 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from common.learner_stats import TIMELINE_MAXLEN, stats_key, timeline_key
+
 from .join_rules import JoinedEvent
 from .joiner_redis import JOINED_STREAM
 from .learner import Checkpoint, LearnerLoop, LearnerSettings
 from .lease import RedisLease
+from .stats_sink import RewardTally
 
 POLICY_PREFIX = "bandit:policy:"
 POLICY_CHANNEL = "bandit:policy:changed"
 
-# KEYS: lease, checkpoint, published policy. ARGV: token, snapshot, offset, publish (0/1),
-# channel, experiment, policy version. Returns the published version, or -1 if fenced.
+# KEYS: lease, checkpoint, published policy, reward totals, timeline. ARGV: token, snapshot,
+# offset, publish (0/1), channel, experiment, policy version, timeline point ('' = none),
+# timeline bound, then (totals field, increment) pairs. Returns the published version, or
+# -1 if fenced (then nothing at all is written).
 CHECKPOINT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 10, #ARGV, 2 do
+  redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1])
+end
+if ARGV[8] ~= '' then
+  redis.call('RPUSH', KEYS[5], ARGV[8])
+  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[9]), -1)
+end
 local version = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
 if ARGV[4] == '1' then
   version = redis.call('HINCRBY', KEYS[3], 'version', 1)
@@ -66,7 +82,8 @@ class RedisLearner(LearnerLoop):
         self._redis = client
         self._checkpoint = client.register_script(CHECKPOINT)
         self._keys = [lease_key(settings.experiment), checkpoint_key(settings.experiment),
-                      POLICY_PREFIX + settings.experiment]
+                      POLICY_PREFIX + settings.experiment, stats_key(settings.experiment),
+                      timeline_key(settings.experiment)]
 
     @classmethod
     def from_url(cls, url: str, settings: LearnerSettings, **options: Any) -> RedisLearner:
@@ -90,11 +107,16 @@ class RedisLearner(LearnerLoop):
         entries = await self._redis.xrange(JOINED_STREAM, min=start, count=count)
         return [(_text(stream_id), _parse(fields)) for stream_id, fields in entries]
 
-    async def _save(self, snapshot: bytes, offset: str, *, publish: bool) -> int | None:
+    async def _save(self, snapshot: bytes, offset: str, *, publish: bool,
+                    rewards: RewardTally | None = None, point: str | None = None) -> int | None:
         policy_version = self.policy.version if self.policy is not None else 0
-        version = int(await self._checkpoint(keys=self._keys, args=[
-            self.lease.token, snapshot, offset, "1" if publish else "0", POLICY_CHANNEL,
-            self.settings.experiment, policy_version]))
+        args: list[Any] = [self.lease.token, snapshot, offset, "1" if publish else "0",
+                           POLICY_CHANNEL, self.settings.experiment, policy_version,
+                           point or "", TIMELINE_MAXLEN]
+        if rewards is not None:
+            for name, delta in rewards.deltas():
+                args += [name, repr(delta)]
+        version = int(await self._checkpoint(keys=self._keys, args=args))
         return None if version < 0 else version
 
 

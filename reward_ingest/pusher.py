@@ -14,7 +14,8 @@ One ``WeightPusher`` per experiment. ``push(shares, reason)``:
 6. skips when nothing moves by more than ``EPSILON``, else calls
    ``UpdateEndpointWeightsAndCapacities``.
 
-Every outcome after step 2 is a ``PushRecord`` kept in a bounded history for stats;
+Every outcome after step 2 is a ``PushRecord`` kept in a bounded history for stats
+(and handed to ``on_record``, which the service points at ``bandit:pushes:{E}``);
 errors (unknown endpoint, mismatch, a failed AWS call) are recorded, then raised as
 ``PushError``. boto3 is blocking, so its calls run in ``asyncio.to_thread``. The client
 comes from boto3's own configuration chain, so ``AWS_ENDPOINT_URL_SAGEMAKER`` (botocore's
@@ -27,7 +28,7 @@ import asyncio
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -116,8 +117,10 @@ class WeightPusher:
     def __init__(self, client_factory: Callable[[], SageMakerClient], endpoint_name: str,
                  config: WeightsPushConfig, clock: Callable[[], float] = time.time, *,
                  history: int = 100, min_instances_per_variant: int = 1,
-                 max_instances_per_variant: int | None = None) -> None:
+                 max_instances_per_variant: int | None = None,
+                 on_record: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
         self._factory = client_factory
+        self._on_record = on_record
         self._client: SageMakerClient | None = None
         self.endpoint = endpoint_name
         self.config = config
@@ -146,7 +149,19 @@ class WeightPusher:
         if not self.config.enabled:
             return None
         async with self._lock:
-            return await self._push(dict(shares), reason, self._clock())
+            try:
+                record = await self._push(dict(shares), reason, self._clock())
+            except PushError as exc:
+                if exc.record is not None:
+                    await self._record(exc.record)
+                raise
+            if self._history and self._history[-1] is record:  # not an interval skip
+                await self._record(record)
+            return record
+
+    async def _record(self, record: PushRecord) -> None:
+        if self._on_record is not None:
+            await self._on_record(record.as_dict())
 
     async def _push(self, shares: dict[str, float], reason: str, now: float) -> PushRecord:
         if self._last_check is not None and now - self._last_check < self.config.interval_s:

@@ -8,7 +8,9 @@
 - a reader follows the joined stream for the archiver (DSJSON files) and for the
   recent traffic shares of contextual policies;
 - one weight pusher per experiment with ``weights_push.enabled`` pushes the learned
-  split to the SageMaker endpoint every ``interval_s``.
+  split to the SageMaker endpoint every ``interval_s``, recording each push in
+  ``bandit:pushes:{E}`` (``stats_sink``; the learners record reward totals and the
+  timeline with their checkpoints).
 
 ``redis_service`` builds it on Redis (``bandit-router ingest``); ``memory_service``
 in process beside a router on ``memory://`` (the embedded default). The archive is
@@ -30,6 +32,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from common.config import ExperimentConfig, Settings
+from common.learner_stats import MemoryLearnerStats
 
 from .archive import Archiver
 from .join_rules import JoinedEvent, rules_of
@@ -39,6 +42,7 @@ from .learner import LearnerLoop, LearnerSettings, MemoryCheckpoints, MemoryLear
 from .learner_redis import RedisLearner
 from .lease import MemoryLeaseTable
 from .pusher import PushError, WeightPusher, default_client_factory
+from .stats_sink import PushLog, RedisPushLog, push_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +161,9 @@ def _archiver(settings: Settings) -> Archiver | None:
     return Archiver(archive.path, max_bytes=archive.max_bytes, max_seconds=archive.max_seconds)
 
 
-def _pushers(settings: Settings) -> dict[str, WeightPusher]:
-    return {e.name: WeightPusher(default_client_factory(), e.endpoint, e.weights_push)
+def _pushers(settings: Settings, log: PushLog | MemoryLearnerStats) -> dict[str, WeightPusher]:
+    return {e.name: WeightPusher(default_client_factory(), e.endpoint, e.weights_push,
+                                 on_record=push_recorder(log, e.name))
             for e in settings.experiments if e.weights_push.enabled}
 
 
@@ -191,16 +196,18 @@ def redis_service(settings: Settings, url: str) -> IngestService:
         await client.aclose()
 
     return IngestService(settings, joiner, learners, read_joined, (load, save),
-                         archiver=_archiver(settings), pushers=_pushers(settings),
-                         close_hooks=[close])
+                         archiver=_archiver(settings),
+                         pushers=_pushers(settings, RedisPushLog(client)), close_hooks=[close])
 
 
 def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
-                   publish: Publish) -> IngestService:
-    """The service in this process: ``decisions`` is the router's ``MemoryStore``."""
+                   publish: Publish, stats: MemoryLearnerStats | None = None) -> IngestService:
+    """The service in this process: ``decisions`` is the router's ``MemoryStore``;
+    reward totals, timeline and pushes go to ``stats`` (the router reads it too)."""
+    stats = MemoryLearnerStats() if stats is None else stats
     joined = JoinedLog()
     joiner = MemoryJoiner(decisions, rewards, rules_of(settings.experiments), joined)
-    checkpoints = MemoryCheckpoints(changed=asyncio.Condition())
+    checkpoints = MemoryCheckpoints(changed=asyncio.Condition(), stats=stats)
     leases = MemoryLeaseTable()
     learners: dict[str, LearnerLoop] = {
         e.name: MemoryLearner(_learner_settings(e), joined, checkpoints, leases)
@@ -218,7 +225,7 @@ def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
 
     service = IngestService(settings, _MemoryJoinerRunner(joiner), learners,
                             read_joined, (load, save), archiver=_archiver(settings),
-                            pushers=_pushers(settings))
+                            pushers=_pushers(settings, stats))
     service.background.append(_SnapshotForwarder(checkpoints, publish).run)
     return service
 

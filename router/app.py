@@ -15,8 +15,9 @@ from common.config import Secrets, Settings
 from .errors import InternalFailure, error_response
 from .openapi import document_routes
 from .registry import Registry, open_registry
-from .routes import admin, decisions, invocations, ops
+from .routes import admin, dashboard, decisions, invocations, ops
 from .state import BackendFactory, RouterState, build_state
+from .stats_source import RedisStatsSource, StatsSource, open_stats_source
 from .store import DecisionStore, open_store
 from .sync import POLL_S, RegistrySync
 
@@ -32,9 +33,12 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     registry: Registry | None = None,
     registry_poll_s: float = POLL_S,
+    stats_source: StatsSource | None = None,
 ) -> FastAPI:
     """A router for ``settings``; ``store``, ``backend_factory`` and ``registry`` override
-    the defaults (the registry defaults to the one at ``settings.store``).
+    the defaults (the registry defaults to the one at ``settings.store``). ``stats_source``
+    is where the reward learner's figures are read (default: the Redis at
+    ``settings.store``; none on ``memory://`` unless the embedded ingester passes its own).
 
     The config file's experiments are served from the start; once the registry answers,
     it is seeded with those it lacks and becomes the source of truth (``router.sync``).
@@ -48,6 +52,8 @@ def create_app(
                         environ=environ)
     sync = RegistrySync(state, registry if registry is not None else open_registry(settings.store),
                         poll_s=registry_poll_s)
+    if stats_source is None:
+        stats_source = open_stats_source(settings.store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,10 +68,13 @@ def create_app(
             for backend in state.backends:
                 await backend.close()
             await state.store.close()
+            if isinstance(stats_source, RedisStatsSource):
+                await stats_source.close()
 
     app = FastAPI(title="bandit-router", version="0.1.0", lifespan=lifespan)
     app.state.router = state
     app.state.sync = sync
+    app.state.stats_source = stats_source
     app.add_route("/endpoints/{endpoint_name}/invocations", invocations.invoke_endpoint,
                   methods=["POST"], include_in_schema=True)
     app.add_route("/v1/experiments/{experiment}/decisions", decisions.decide,
@@ -73,6 +82,7 @@ def create_app(
     app.add_route("/healthz", ops.healthz, methods=["GET"])
     app.add_route("/readyz", ops.readyz, methods=["GET"])
     app.add_route("/metrics", ops.metrics, methods=["GET"])
+    app.add_route("/dashboard", dashboard.dashboard, methods=["GET"])
     app.include_router(admin.router)
     app.add_exception_handler(admin.AdminError, admin.admin_error_response)
     app.add_exception_handler(Exception, _internal_failure)

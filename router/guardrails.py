@@ -26,10 +26,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-# The p99 is recomputed at most every CHECK_EVERY successes (and on every
-# error): sorting the window per request would dominate the hot path.
-CHECK_EVERY = 16
-
 
 class GuardrailLimits(Protocol):
     """The ``guardrails:`` keys of an experiment (``common.config.GuardrailConfig``)."""
@@ -66,23 +62,33 @@ class Trip:
 
 
 class _Window:
-    """One variant's recent calls: (time, ok, latency in seconds)."""
+    """One variant's recent calls: (time, ok, latency in seconds, at or over the p99 limit),
+    with running counts of errors and of calls at or over the limit: O(1) per call."""
 
-    __slots__ = ("calls", "errors", "since_check")
+    __slots__ = ("calls", "errors", "slow")
 
     def __init__(self) -> None:
-        self.calls: deque[tuple[float, bool, float]] = deque()
+        self.calls: deque[tuple[float, bool, float, bool]] = deque()
         self.errors = 0
-        self.since_check = 0
+        self.slow = 0
 
-    def add(self, now: float, ok: bool, latency_s: float, window_s: float) -> None:
-        self.calls.append((now, ok, latency_s))
+    def add(self, now: float, ok: bool, latency_s: float, window_s: float,
+            p99_ms: float) -> None:
+        slow = latency_s * 1000.0 >= p99_ms
+        self.calls.append((now, ok, latency_s, slow))
         self.errors += not ok
-        self.since_check += 1
+        self.slow += slow
         horizon = now - window_s
         while self.calls and self.calls[0][0] < horizon:
-            _, old_ok, _ = self.calls.popleft()
+            _, old_ok, _, old_slow = self.calls.popleft()
             self.errors -= not old_ok
+            self.slow -= old_slow
+
+    def p99_reached(self) -> bool:
+        """Whether the nearest-rank p99 (the k-th smallest latency, k = ceil(0.99 n)) is at
+        or over the limit: exactly when fewer than k calls are under it."""
+        count = len(self.calls)
+        return self.slow > count - math.ceil(0.99 * count)
 
     def p99(self) -> float:
         latencies = sorted(call[2] for call in self.calls)
@@ -129,18 +135,16 @@ class Guardrails:
         if window is None or self.health(variant, now) is VariantHealth.SUSPENDED:
             return None
         limits = self.limits
-        window.add(now, ok, latency_s, limits.window_s)
+        window.add(now, ok, latency_s, limits.window_s, limits.p99_ms)
         count = len(window.calls)
         if count < limits.min_requests:
             return None
         reason = None
         if window.errors / count >= limits.error_rate:
             reason = f"error rate {window.errors / count:.0%} ≥ {limits.error_rate:.0%}"
-        elif not ok or window.since_check >= CHECK_EVERY:
-            window.since_check = 0
-            p99_ms = window.p99() * 1000.0
-            if p99_ms >= limits.p99_ms:
-                reason = f"p99 {p99_ms:.0f} ms ≥ {limits.p99_ms:g} ms"
+        elif window.p99_reached():
+            # The sort runs only here, when the variant trips, for the message.
+            reason = f"p99 {window.p99() * 1000.0:.0f} ms ≥ {limits.p99_ms:g} ms"
         if reason is None:
             if variant in self._probing:
                 # Enough healthy calls since the cooldown: back to full service.

@@ -3,22 +3,121 @@
 Decisions are this replica's own since it started (its Prometheus counters); the
 traffic share is what the policy would serve now to a context-free request, after
 the guardrails; P(best) is the Thompson posterior's. Reward figures come from the
-reward learner (``reward_ingest``), which does not publish them yet: they are null.
+reward learner (``reward_ingest``), which adds every learned reward to per-variant totals
+(n, sum, sum of squares, defaults) in the same atomic step as its checkpoint, so they
+count each joined event exactly once; the router reads them through a ``StatsSource``
+(``router.stats_source``). The 95% interval of the mean is the normal approximation
+with the sample variance, ``mean ± 1.96·s/√n`` (null when n < 2).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from bandit import BanditError, ThompsonPolicy
 
 from .guardrails import VariantHealth
 from .state import Route, RouterState
+from .stats_source import StatsSource
 
-REWARDS_PENDING = ("null until the reward learner (reward_ingest) publishes joined rewards; "
-                   "the router alone never sees rewards")
+log = logging.getLogger(__name__)
+
+Z95 = 1.959963984540054
+REWARDS_FROM = ("from the reward learner (reward_ingest): rewards it learned for the variant "
+                "(joined, targeted ones not learned from excluded); null when no learner "
+                "records where this router reads (reward_stats says why)")
+
+
+@dataclass(frozen=True, slots=True)
+class RewardTotals:
+    """One variant's learned rewards: count, sum, sum of squares, default ones."""
+
+    n: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+    defaults: int = 0
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """``mean ± 1.96·s/√n`` with the sample variance; None when n < 2."""
+        if self.n < 2:
+            return None
+        mean = self.total / self.n
+        variance = max(0.0, (self.squares - self.n * mean * mean) / (self.n - 1))
+        half = Z95 * math.sqrt(variance / self.n)
+        return (mean - half, mean + half)
+
+
+def parse_totals(raw: Mapping[str, float]) -> dict[str, RewardTotals]:
+    """variant -> totals, from the ``bandit:stats:E`` hash (``V:n``, ``V:sum``, ...)."""
+    fields: dict[str, dict[str, float]] = defaultdict(dict)
+    for name, value in raw.items():
+        variant, _, kind = name.rpartition(":")
+        if variant:
+            fields[variant][kind] = value
+    return {variant: RewardTotals(n=round(f.get("n", 0.0)), total=f.get("sum", 0.0),
+                                  squares=f.get("sumsq", 0.0),
+                                  defaults=round(f.get("defaults", 0.0)))
+            for variant, f in fields.items()}
+
+
+class LastPush(BaseModel):
+    """The last weights the pusher sent to the endpoint."""
+
+    at: float = Field(description="Unix seconds")
+    weights: dict[str, float]
+    reason: str
+
+
+def last_push(records: list[str]) -> LastPush | None:
+    """The newest record that pushed (skips and errors pushed nothing)."""
+    for text in reversed(records):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("skipped") is None:
+            return LastPush(at=record["at"], weights=record["after"],
+                            reason=record.get("reason", ""))
+    return None
+
+
+RewardStatus = Literal["learner", "none", "unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class RewardFigures:
+    """What the stats route read from the learner's keys."""
+
+    status: RewardStatus
+    totals: dict[str, RewardTotals]
+    push: LastPush | None = None
+
+
+async def read_reward_figures(source: StatsSource | None, experiment: str) -> RewardFigures:
+    """The learner's totals and last push for ``experiment`` (never raises for the store)."""
+    if source is None:
+        return RewardFigures("none", {})
+    try:
+        totals = parse_totals(await source.read_totals(experiment))
+        push = last_push(await source.read_pushes(experiment))
+    except (RedisError, OSError) as exc:
+        log.warning("stats of %s: the learner's figures are unavailable: %s", experiment, exc)
+        return RewardFigures("unavailable", {})
+    return RewardFigures("learner", totals, push)
 
 
 class VariantStats(BaseModel):
@@ -37,12 +136,18 @@ class VariantStats(BaseModel):
     probability_best: float | None = Field(description="Posterior probability of being the best "
                                                        "variant (thompson policies only, else "
                                                        "null)")
-    rewards_joined: int | None = Field(description=REWARDS_PENDING)
-    mean_reward: float | None = Field(description=REWARDS_PENDING)
-    mean_reward_ci95: tuple[float, float] | None = Field(description="95% interval of the mean "
-                                                         "reward; " + REWARDS_PENDING)
-    last_weight_pushed: float | None = Field(description="null until the weight pusher "
-                                                         "(reward_ingest) records pushes")
+    rewards_joined: int | None = Field(description="Rewards joined and learned; "
+                                       + REWARDS_FROM)
+    default_rewards: int | None = Field(description="Of those, how many were the default "
+                                        "reward (none came in the window); " + REWARDS_FROM)
+    mean_reward: float | None = Field(description="Mean learned reward (null when none); "
+                                      + REWARDS_FROM)
+    mean_reward_ci95: tuple[float, float] | None = Field(
+        description="95% interval of the mean reward: mean ± 1.96·s/√n with the sample "
+                    "variance (null when fewer than 2 rewards); " + REWARDS_FROM)
+    last_weight_pushed: float | None = Field(description="The variant's weight in the last "
+                                                         "push to the endpoint (null until "
+                                                         "the weight pusher records one)")
 
 
 class PolicyStats(BaseModel):
@@ -62,6 +167,12 @@ class ExperimentStats(BaseModel):
     registry_revision: int = Field(description="The registry revision this replica applied "
                                                "(-1: registry not reached yet)")
     policy: PolicyStats
+    reward_stats: RewardStatus = Field(description="learner: reward figures read from the "
+                                       "learner's totals; none: no learner records where this "
+                                       "router reads (memory:// without the embedded "
+                                       "ingester); unavailable: the store did not answer")
+    last_push: LastPush | None = Field(default=None, description="The last weights pushed "
+                                       "to the endpoint (null until one is)")
     variants: list[VariantStats]
 
 
@@ -96,8 +207,12 @@ def probability_best(route: Route) -> dict[str, float] | None:
     return {arm: max(0.0, (p - floor) / (1.0 - n * floor)) for arm, p in probabilities.items()}
 
 
-def experiment_stats(state: RouterState, route: Route, revision: int) -> ExperimentStats:
-    """The stats of ``route`` now."""
+def experiment_stats(state: RouterState, route: Route, revision: int,
+                     rewards: RewardFigures | None = None) -> ExperimentStats:
+    """The stats of ``route`` now, with the learner's ``rewards`` figures when read."""
+    rewards = rewards if rewards is not None else RewardFigures("none", {})
+    known = rewards.status == "learner"
+    pushed = rewards.push.weights if rewards.push is not None else {}
     experiment = route.experiment
     policy = experiment.policy
     now = state.clock()
@@ -116,16 +231,19 @@ def experiment_stats(state: RouterState, route: Route, revision: int) -> Experim
     for arm in policy.arms:
         health = guardrails.health(arm, now) if guardrails is not None else VariantHealth.HEALTHY
         decided, targeted = counts.get(arm, (0, 0))
+        totals = rewards.totals.get(arm, RewardTotals())
         variants.append(VariantStats(
             name=arm, decisions=decided, targeted_decisions=targeted,
             traffic_share=None if shares is None else shares.get(arm, 0.0),
             state=health.value, suspended=health is VariantHealth.SUSPENDED,
             probability_best=None if best is None else best[arm],
-            rewards_joined=None, mean_reward=None, mean_reward_ci95=None,
-            last_weight_pushed=None))
+            rewards_joined=totals.n if known else None,
+            default_rewards=totals.defaults if known else None,
+            mean_reward=totals.mean, mean_reward_ci95=totals.ci95,
+            last_weight_pushed=pushed.get(arm)))
     return ExperimentStats(
         experiment=route.config.name, endpoint=route.config.endpoint,
         registry_revision=revision,
         policy=PolicyStats(type=policy.type_name, version=policy.version,
                            snapshot_version=route.snapshot_version),
-        variants=variants)
+        reward_stats=rewards.status, last_push=rewards.push, variants=variants)

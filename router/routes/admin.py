@@ -6,6 +6,10 @@ wrong). Changes are written to the shared registry with optimistic concurrency
 (retried when another replica wrote in between), then applied here before the
 answer; other replicas apply them within about a second. Errors are
 ``{"error": code, "message": ..., "problems"?: [...]}``.
+
+``/stats`` and ``/timeline`` are read-only but need the token too: they show how the
+business metric moves. The dashboard (``routes.dashboard``) is a static page that calls
+them with the token the user gives it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -24,9 +29,18 @@ from common.config import ExperimentConfig, VariantConfig
 from common.config_problems import problem_lines
 
 from ..registry import RegistryConflictError, RegistryUnavailableError, RegistryView, config_json
-from ..state import RouterState
-from ..stats import ExperimentStats, experiment_stats
+from ..state import Route, RouterState
+from ..stats import ExperimentStats, experiment_stats, read_reward_figures
+from ..stats_source import StatsSource
 from ..sync import RegistrySync
+from ..timeline import (
+    DEFAULT_LIMIT,
+    DEFAULT_WINDOW,
+    MAX_LIMIT,
+    MAX_WINDOW,
+    Timeline,
+    build_timeline,
+)
 
 MAX_ADMIN_BODY_BYTES = 1 << 20
 WRITE_ATTEMPTS = 5
@@ -180,16 +194,39 @@ async def remove_variant(name: str, variant: str, request: Request) -> Response:
 @router.get("/{name}/stats", response_model=ExperimentStats,
             summary="Per-variant statistics, as this replica sees them")
 async def stats(name: str, request: Request) -> Response:
-    """Decisions, traffic share, guardrail state and P(best) per variant. Reward figures
-    (``rewards_joined``, ``mean_reward``, ``mean_reward_ci95``) and ``last_weight_pushed``
-    are null until the reward learner publishes them."""
+    """Decisions (this replica's), traffic share, guardrail state and P(best) per variant;
+    rewards joined, default rewards, mean reward with its 95% interval (from the reward
+    learner's totals) and the last weights pushed (from the weight pusher's records)."""
     state = _state(request)
-    route = state.routes.get(name)
-    if route is None:
-        raise AdminError(404, "not_found", f"experiment {name!r} is not served here "
-                                           f"(known: {', '.join(sorted(state.routes)) or 'none'})")
+    route = _served(request, name)
+    figures = await read_reward_figures(_stats_source(request), name)
     revision = _sync(request).revision
-    return _answer(experiment_stats(state, route, revision).model_dump(mode="json"), revision)
+    body = experiment_stats(state, route, revision, figures).model_dump(mode="json")
+    return _answer(body, revision)
+
+
+@router.get("/{name}/timeline", response_model=Timeline,
+            summary="The learner's series over time (what the dashboard draws)")
+async def timeline(name: str, request: Request) -> Response:
+    """Query: ``since`` (Unix seconds, exclusive: only newer points), ``limit`` (newest
+    points kept, default 500, at most 2000), ``window`` (rewards per variant in the
+    rolling mean, default 100). Points are oldest first."""
+    route = _served(request, name)
+    query = request.query_params
+    since = _number(query, "since", float, None, 0.0, float("inf"))
+    limit = int(_number(query, "limit", int, DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT)
+    window = int(_number(query, "window", int, DEFAULT_WINDOW, 1, MAX_WINDOW) or DEFAULT_WINDOW)
+    source = _stats_source(request)
+    status, raw = "none", []
+    if source is not None:
+        try:
+            raw, status = await source.read_timeline(name), "learner"
+        except (RedisError, OSError) as exc:
+            raise AdminError(503, "store_unavailable", f"the timeline of {name!r} could not "
+                                                       f"be read: {exc}") from None
+    body = build_timeline(name, route.experiment.policy.arms, raw, since=since, limit=limit,
+                          window=window, status=status)
+    return _answer(body.model_dump(mode="json"), _sync(request).revision)
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -198,6 +235,37 @@ async def stats(name: str, request: Request) -> Response:
 def _state(request: Request) -> RouterState:
     state: RouterState = request.app.state.router
     return state
+
+
+def _served(request: Request, name: str) -> Route:
+    state = _state(request)
+    route = state.routes.get(name)
+    if route is None:
+        raise AdminError(404, "not_found", f"experiment {name!r} is not served here "
+                                           f"(known: {', '.join(sorted(state.routes)) or 'none'})")
+    return route
+
+
+def _stats_source(request: Request) -> StatsSource | None:
+    source: StatsSource | None = getattr(request.app.state, "stats_source", None)
+    return source
+
+
+def _number(query: Any, key: str, kind: type[float] | type[int], default: float | None,
+            low: float, high: float) -> float | None:
+    """A numeric query parameter in [low, high]; 422 naming it otherwise."""
+    text = query.get(key)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise AdminError(422, "invalid_query", f"{key}: must be a {kind.__name__} in "
+                                               f"[{low:g}, {high:g}], got {text!r}",
+                         problems=[f"{key}: must be a {kind.__name__} in [{low:g}, {high:g}]"])
+    return value
 
 
 def _sync(request: Request) -> RegistrySync:

@@ -6,8 +6,10 @@ import math
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from router.guardrails import Guardrails, VariantHealth
+from router.guardrails import Guardrails, VariantHealth, _Window
 
 
 @dataclass(frozen=True)
@@ -100,3 +102,13 @@ def test_greedy_zero_probability_variant_still_gets_its_probe() -> None:
         guard.record("C", ok=False, latency_s=0.01, now=float(i))
     probed = guard.adjust({"A": 1.0, "B": 0.0, "C": 0.0}, 45.0)
     assert probed == pytest.approx({"A": 0.9, "B": 0.0, "C": 0.1})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 0.3), min_size=1, max_size=300), st.floats(1.0, 250.0))
+def test_running_p99_check_equals_the_sorted_p99(latencies: list[float], limit_ms: float) -> None:
+    # The O(1) count of slow calls must trip exactly when the nearest-rank p99 does.
+    window = _Window()
+    for i, latency in enumerate(latencies):
+        window.add(float(i), True, latency, 1e9, limit_ms)
+    assert window.p99_reached() == (window.p99() * 1000.0 >= limit_ms)

@@ -37,6 +37,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/regret.py
+	$(BIN)/python bench/loop.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

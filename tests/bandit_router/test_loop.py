@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import vowpalwabbit
 
 from bandit import load_policy
 from bandit_router.embedded import embedded_app
@@ -38,6 +39,7 @@ REQUESTS = 1500
 def config(store: str, tmp_path: Path) -> Settings:
     return parse_settings({
         "store": store,
+        "archive": {"path": str(tmp_path / "archive")},
         "decision_log": {"spool_path": str(tmp_path / "spool.jsonl")},
         "experiments": [{
             "name": "loop", "endpoint": SIM_ENDPOINT,
@@ -111,6 +113,13 @@ def test_the_loop_converges_on_memory(tmp_path: Path) -> None:
             wait_for(lambda: service.learners["loop"].counters.learned >= REQUESTS)
             wait_for(lambda: served_policy_version(router_url) > 1)
             check_converged(router_url, records)
+        # Stopping the app flushed the archive: every joined event, readable by VW.
+        files = sorted((tmp_path / "archive").glob("*.json"))
+        assert files
+        lines = [line for f in files for line in f.read_text().splitlines()]
+        assert len({json.loads(line)["EventId"] for line in lines}) == REQUESTS
+        for f in files:
+            vowpalwabbit.Workspace(f"--cb_explore_adf --dsjson -d {f} --quiet").run_parser()
 
 
 def test_the_loop_converges_on_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

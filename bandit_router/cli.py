@@ -124,8 +124,9 @@ def demo(
 
 
 def _live_demo(console: Console, show: bool, options: LiveOptions) -> None:
-    from .live_demo import DemoError, LiveDemo
+    from .live_demo import LiveDemo
     from .live_demo_view import play_live, summary_lines, summary_table
+    from .local_servers import LocalServerError
 
     demo = LiveDemo(options)
     # SIGTERM and SIGHUP unwind like Ctrl-C, so that the demo stops moto's server and
@@ -139,7 +140,7 @@ def _live_demo(console: Console, show: bool, options: LiveOptions) -> None:
         console.print(summary_table(demo.state))
         console.print(f"interrupted after {demo.state.done:,} requests; all servers stopped")
         raise typer.Exit(130) from None
-    except DemoError as exc:
+    except LocalServerError as exc:  # the demo's own errors (DemoError) included
         print(f"bandit-router: error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     finally:

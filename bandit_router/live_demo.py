@@ -25,30 +25,22 @@ run, in batches to ``/v1/rewards``. ``LiveDemo.state`` is what the terminal view
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
-import uvicorn
+
+from .local_servers import LocalServerError, moto_available, moto_server, serve_in_thread
 
 EXPERIMENT = "demo"
 ENDPOINT = "bandit-sim"
@@ -61,7 +53,7 @@ _IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bandit-demo:latest"
 _DUMMY_KEYS = ("demo", "demo")  # moto and the simulator check no signature
 
 
-class DemoError(RuntimeError):
+class DemoError(LocalServerError):
     """The demo could not start (a server did not come up, a port was taken...)."""
 
 
@@ -176,103 +168,6 @@ def accuracies(seed: int) -> tuple[Any, dict[str, tuple[str, float]]]:
 
 
 # --------------------------------------------------------------------------- servers
-
-
-@contextmanager
-def serve_in_thread(app: Any, *, timeout_s: float = 15.0) -> Iterator[str]:
-    """Serve ``app`` on a free 127.0.0.1 port in a thread until the block ends."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False,
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name=f"demo-uvicorn-{port}", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise DemoError(f"a server did not start on 127.0.0.1:{port}")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout_s)
-        sock.close()
-
-
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def moto_available() -> bool:
-    """Whether moto's server can run here (``moto[server]`` is a dev dependency)."""
-    return (importlib.util.find_spec("moto") is not None
-            and importlib.util.find_spec("flask") is not None)
-
-
-def _moto_command(port: int) -> list[str]:
-    script = Path(sys.executable).with_name("moto_server")
-    found = str(script) if script.exists() else shutil.which("moto_server")
-    if found:
-        return [found, "-H", "127.0.0.1", "-p", str(port)]
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=0.5):  # noqa: S310
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-@contextmanager
-def moto_server(timeout_s: float = 20.0, attempts: int = 3) -> Iterator[str]:
-    """moto's server on a free loopback port until the block ends; yields its URL.
-
-    Its log goes to a temporary file (a pipe nobody reads could fill and stall it).
-    Stopped by its PID: terminate, then kill if it lingers.
-    """
-    for attempt in range(attempts):
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _stop
-        proc = subprocess.Popen(_moto_command(port),  # noqa: S603 - our interpreter's tool
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout_s
-        while proc.poll() is None and not _answers(url):
-            if time.monotonic() > deadline:
-                _stop(proc, log)
-                raise DemoError(f"moto's server did not answer on {url} in {timeout_s:g} s")
-            time.sleep(0.05)
-        if proc.poll() is None:
-            break
-        log.seek(0)
-        tail = log.read().decode(errors="replace").strip().splitlines()[-1:]
-        _stop(proc, log)
-        if attempt == attempts - 1:
-            raise DemoError(f"moto's server exited with {proc.returncode}: "
-                            f"{tail[0] if tail else 'no output'}")
-    try:
-        yield url
-    finally:
-        _stop(proc, log)
-
-
-def _stop(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    log.close()
 
 
 @contextmanager

@@ -54,6 +54,9 @@ class RouterMetrics:
         self.spooled = Gauge(
             "bandit_router_decision_log_spooled_events", "Decisions waiting in the spool",
             registry=r)
+        # Children of the per-request route histograms, looked up once.
+        self.invocations_seconds = self.request_seconds.labels("invocations")
+        self.decisions_seconds = self.request_seconds.labels("decisions")
         self._decision_children: dict[tuple[str, str, bool], Counter] = {}
         self._invocation_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 

@@ -59,7 +59,7 @@ async def invoke_endpoint(request: Request) -> Response:
         state.metrics.rejected.labels("invocations", error.code).inc()
         return error_response(error)
     response = await _invoke_and_log(state, route, decision, invoke, context)
-    state.metrics.request_seconds.labels("invocations").observe(time.perf_counter() - started)
+    state.metrics.invocations_seconds.observe(time.perf_counter() - started)
     return response
 
 

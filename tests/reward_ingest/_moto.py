@@ -25,85 +25,16 @@ answer, because moto cannot produce that answer.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tests._servers import free_port
+from bandit_router.local_servers import moto_server as moto_server  # re-exported for the tests
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/bandit-router-test"
-
-
-def _command(port: int) -> list[str]:
-    """``moto_server`` next to this interpreter (the venv's), else ``python -m moto.server``."""
-    script = Path(sys.executable).with_name("moto_server")
-    if script.exists():
-        return [str(script), "-H", "127.0.0.1", "-p", str(port)]
-    found = shutil.which("moto_server")
-    if found:
-        return [found, "-H", "127.0.0.1", "-p", str(port)]
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=0.5):  # noqa: S310
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-@contextmanager
-def moto_server(timeout_s: float = 15.0, attempts: int = 3) -> Iterator[str]:
-    """Run moto's server on a free loopback port until the block ends; yields its URL.
-
-    The port is found free then handed to moto, so another process may take it in
-    between: if moto exits before answering, a new port is tried. Stopped by PID.
-    """
-    for attempt in range(attempts):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter's tool
-            _command(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout_s
-        while proc.poll() is None and not _answers(url):
-            if time.monotonic() > deadline:
-                _stop(proc)
-                raise RuntimeError(f"moto_server did not answer on {url} in {timeout_s} s")
-            time.sleep(0.05)
-        if proc.poll() is None:
-            break
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if attempt == attempts - 1:
-            raise RuntimeError(f"moto_server exited with {proc.returncode}: {stderr[-2000:]}")
-    try:
-        yield url
-    finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the one process we started (by its PID), then kill it if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    if proc.stderr:
-        proc.stderr.close()
 
 
 def aws_env(url: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from common.config import Secrets, Settings
 
 from .errors import InternalFailure, error_response
+from .fast_path import RouterApp
 from .openapi import document_routes
 from .registry import Registry, open_registry
 from .routes import admin, dashboard, decisions, invocations, ops
@@ -42,6 +43,7 @@ def create_app(
 
     The config file's experiments are served from the start; once the registry answers,
     it is seeded with those it lacks and becomes the source of truth (``router.sync``).
+    The invocations route is served as raw ASGI ahead of FastAPI (``router.fast_path``).
     """
     if store is None:
         log_settings = settings.decision_log
@@ -71,7 +73,8 @@ def create_app(
             if isinstance(stats_source, RedisStatsSource):
                 await stats_source.close()
 
-    app = FastAPI(title="bandit-router", version="0.1.0", lifespan=lifespan)
+    app = RouterApp(title="bandit-router", version="0.1.0", lifespan=lifespan)
+    app.router_state = state
     app.state.router = state
     app.state.sync = sync
     app.state.stats_source = stats_source

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,11 +51,20 @@ def outcome_of(error: RouterError | None) -> str:
 
 
 async def invoke_endpoint(request: Request) -> Response:
-    """The route handler (plain Starlette: this is the hot path)."""
-    state: RouterState = request.app.state.router
+    """The Starlette route: what ``/docs`` shows, and what serves requests the raw ASGI
+    fast path (``router.fast_path``) leaves to FastAPI."""
+    return await serve_invocation(request.app.state.router, request.path_params["endpoint_name"],
+                                  request.headers, request.body)
+
+
+async def serve_invocation(state: RouterState, endpoint_name: str, headers: Mapping[str, str],
+                           read_body: Callable[[], Awaitable[bytes]]) -> Response:
+    """One InvokeEndpoint call: ``headers`` keyed in lower case, ``read_body`` reads the
+    request body (and may raise ValidationError when it is too large)."""
     started = time.perf_counter()
     try:
-        route, decision, invoke, context = await _decide(state, request)
+        route, decision, invoke, context = await _decide(state, endpoint_name, headers,
+                                                         read_body)
     except RouterError as error:
         state.metrics.rejected.labels("invocations", error.code).inc()
         return error_response(error)
@@ -64,14 +74,14 @@ async def invoke_endpoint(request: Request) -> Response:
 
 
 async def _decide(
-    state: RouterState, request: Request
+    state: RouterState, endpoint_name: str, headers: Mapping[str, str],
+    read_body: Callable[[], Awaitable[bytes]],
 ) -> tuple[Route, Decision, InvokeRequest, dict[str, object] | None]:
-    route = state.by_endpoint(request.path_params["endpoint_name"])
-    headers = request.headers
+    route = state.by_endpoint(endpoint_name)
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit():
         check_body_size(int(declared))  # refuse before reading 6 MB+
-    body = await request.body()
+    body = await read_body()
     check_body_size(len(body))
     content_type = headers.get("content-type")
     accept = headers.get("accept")

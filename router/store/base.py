@@ -86,6 +86,9 @@ def event_id_of(event: dict[str, Any]) -> str:
     return event_id
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
+
+
 def encode_event(event: dict[str, Any]) -> str:
     """``event`` as the compact JSON line that goes on the stream and into the spool."""
-    return json.dumps(event, separators=(",", ":"))
+    return _COMPACT.encode(event)

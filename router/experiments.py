@@ -9,7 +9,6 @@ the one the variant was sampled with, after every adjustment.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from bandit import Arm, Context, Policy, load_policy, sample, unit_uniform
 
 from .errors import ValidationError
+from .event_ids import new_event_id
 from .guardrails import GuardrailLimits, Guardrails
 
 
@@ -32,11 +32,6 @@ class Decision:
     policy_version: int
     targeted: bool
     unit_id: str | None = None
-
-
-def new_event_id() -> str:
-    """A fresh event id (UUID4 hex: unguessable, unique across replicas)."""
-    return uuid.uuid4().hex
 
 
 class Experiment:

@@ -163,6 +163,8 @@ class Guardrails:
         The result sums to 1 over the variants given; it is the input itself
         (copied) when every variant is healthy, or when all are suspended.
         """
+        if not self._suspended_until and not self._probing:
+            return dict(probabilities)  # the usual case: nothing to look at per variant
         health = {variant: self.health(variant, now) for variant in probabilities}
         if all(state is VariantHealth.HEALTHY for state in health.values()):
             return dict(probabilities)

@@ -1,9 +1,10 @@
 """``POST /endpoints/{EndpointName}/invocations``: SageMaker's InvokeEndpoint, routed by the bandit.
 
 Per request: validate the headers as SageMaker does, extract the context,
-decide (or honour ``TargetVariant``), invoke the variant, feed the outcome to
-the guardrails and metrics, append the decision event to the log, and only then
-answer: the model's body, or the variant's error as SageMaker's error shape.
+decide (or honour ``TargetVariant``), invoke the variant, append the decision
+event to the log, and only then answer: the model's body, or the variant's error
+as SageMaker's error shape. The outcome goes to the guardrails and metrics right
+after the answer is sent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -127,16 +129,6 @@ async def _invoke_and_log(
         failure = InternalFailure("the router failed to invoke the variant")
     latency = time.perf_counter() - started
     outcome = outcome_of(failure)
-    name = route.config.name
-    if outcome in ("ok", "model_error", "unavailable", "not_ready"):
-        # Only the variant's own failures count against it, not the caller's.
-        trip = route.experiment.record_outcome(decision.variant, outcome == "ok", latency,
-                                               state.clock())
-        if trip is not None:
-            state.metrics.trips.labels(name, trip.variant).inc()
-            log.warning("guardrail tripped for %s/%s: %s", name, trip.variant, trip.reason)
-    state.metrics.decided(name, decision.variant, decision.targeted)
-    state.metrics.invoked(name, decision.variant, outcome, latency)
     event = decision_event(
         decision, endpoint=route.config.endpoint, variants=route.experiment.variants,
         context=context, eligible=None, timestamp=state.wall_clock(), source="invocations",
@@ -148,12 +140,33 @@ async def _invoke_and_log(
         await state.store.append(event)
     except RouterError as error:
         # Not logged, so not acknowledged: the caller retries and nothing is lost.
-        return error_response(error)
-    if failure is not None or result is None:
-        response = error_response(failure or InternalFailure("no result"))
-        response.headers.update(headers)
-        return response
-    headers["X-Amzn-Invoked-Production-Variant"] = result.invoked_variant
-    if result.custom_attributes is not None:
-        headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
-    return Response(content=result.body, media_type=result.content_type, headers=headers)
+        response = error_response(error)
+    else:
+        if failure is not None or result is None:
+            response = error_response(failure or InternalFailure("no result"))
+            response.headers.update(headers)
+        else:
+            headers["X-Amzn-Invoked-Production-Variant"] = result.invoked_variant
+            if result.custom_attributes is not None:
+                headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
+            response = Response(content=result.body, media_type=result.content_type,
+                                headers=headers)
+    # Guardrails and metrics are not the caller's business: counted once the answer
+    # is on the wire (in the same task, before the next request is read).
+    response.background = BackgroundTask(_account, state, route, decision, outcome, latency)
+    return response
+
+
+async def _account(state: RouterState, route: Route, decision: Decision, outcome: str,
+                   latency: float) -> None:
+    """Feed one invocation's outcome to the guardrails and the metrics."""
+    name = route.config.name
+    if outcome in ("ok", "model_error", "unavailable", "not_ready"):
+        # Only the variant's own failures count against it, not the caller's.
+        trip = route.experiment.record_outcome(decision.variant, outcome == "ok", latency,
+                                               state.clock())
+        if trip is not None:
+            state.metrics.trips.labels(name, trip.variant).inc()
+            log.warning("guardrail tripped for %s/%s: %s", name, trip.variant, trip.reason)
+    state.metrics.decided(name, decision.variant, decision.targeted)
+    state.metrics.invoked(name, decision.variant, outcome, latency)

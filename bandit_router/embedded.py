@@ -32,7 +32,7 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
     """A router on ``memory://`` with ``/v1/rewards`` and the learning loop inside."""
     environ = os.environ if environ is None else environ
     secrets = Secrets.from_env(environ)
-    store = MemoryStore()
+    store = MemoryStore(maxlen=settings.decision_log.stream_maxlen)
     registry = MemoryRegistry()
     rewards = MemoryRewardStore()
     stats = MemoryLearnerStats()  # the ingester writes it, the router's /stats reads it

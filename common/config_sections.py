@@ -254,7 +254,11 @@ class ArchiveConfig(ConfigModel):
 
 
 class DecisionLogConfig(ConfigModel):
-    """The decision stream's bounds and the local spool used while Redis is unreachable."""
+    """The decision stream's bounds and the local spool used while Redis is unreachable.
+
+    ``stream_maxlen``: about how many decisions the log keeps (Redis: ``XADD MAXLEN ~``;
+    ``memory://``: the newest ones, trimmed a tenth at a time).
+    """
 
     spool_path: Annotated[StrictStr, Field(min_length=1)] = "./bandit-spool.jsonl"
     spool_max_bytes: Annotated[StrictInt, Field(gt=0)] = 64 * MIB

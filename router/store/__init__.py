@@ -40,7 +40,7 @@ def open_store(url: str, *, spool_path: str | os.PathLike[str],
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        return MemoryStore()
+        return MemoryStore(maxlen=stream_maxlen)
     if scheme in ("redis", "rediss"):
         return RedisStore(url, spool_path=spool_path, spool_max_bytes=spool_max_bytes,
                           stream_maxlen=stream_maxlen, seen_ttl_s=seen_ttl_s)

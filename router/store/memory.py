@@ -7,17 +7,30 @@ from typing import Any
 
 from router.store.base import StoreStatus, encode_event, event_id_of
 
+DEFAULT_MAXLEN = 1_000_000
+
 
 class MemoryStore:
-    """Keeps every event in memory, in append order; nothing survives the process.
+    """Keeps the last ``maxlen`` events in memory, in append order; nothing survives
+    the process.
 
-    Like the Redis store it records an event id once (a retried append is a no-op)
-    and stores the JSON round trip, so an event that cannot be serialised fails
-    here as it would there.
+    Like the Redis store it records an event id once (a retried append is a no-op,
+    for as long as the event is kept), stores the JSON round trip, so an event that
+    cannot be serialised fails here as it would there, and trims the oldest events
+    once there are more than ``maxlen`` (by at least a tenth at a time, like
+    ``XADD MAXLEN ~``); ids keep counting, so a reader that fell behind the trim
+    resumes at the oldest kept event. Events are kept as their JSON lines, not as
+    dicts: strings are not tracked by the cyclic GC, whose full collections would
+    otherwise walk every event the process has logged.
     """
 
-    def __init__(self) -> None:
-        self._events: list[dict[str, Any]] = []
+    def __init__(self, maxlen: int = DEFAULT_MAXLEN) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be >= 1")
+        self.maxlen = maxlen
+        self._ids: list[str] = []
+        self._lines: list[str] = []
+        self._trimmed = 0  # events dropped from the front: the first kept is number +1
         self._seen: set[str] = set()
 
     async def start(self) -> None:
@@ -33,7 +46,17 @@ class MemoryStore:
         if event_id in self._seen:
             return
         self._seen.add(event_id)
-        self._events.append(json.loads(line))
+        self._ids.append(event_id)
+        self._lines.append(line)
+        if len(self._lines) > self.maxlen + max(self.maxlen // 10, 1):
+            self._trim()
+
+    def _trim(self) -> None:
+        excess = len(self._lines) - self.maxlen
+        self._seen.difference_update(self._ids[:excess])
+        del self._ids[:excess]
+        del self._lines[:excess]
+        self._trimmed += excess
 
     def status(self) -> StoreStatus:
         """Always reachable, never spooling."""
@@ -43,9 +66,10 @@ class MemoryStore:
         self, count: int, after: str = "0"
     ) -> list[tuple[str, dict[str, Any]]]:
         """Up to ``count`` events after the id ``after`` (``"N-0"`` is the N-th event)."""
-        start = _sequence(after)
-        chosen = self._events[start:start + max(count, 0)]
-        return [(f"{start + i + 1}-0", event) for i, event in enumerate(chosen)]
+        start = max(_sequence(after), self._trimmed)
+        index = start - self._trimmed
+        chosen = self._lines[index:index + max(count, 0)]
+        return [(f"{start + i + 1}-0", json.loads(line)) for i, line in enumerate(chosen)]
 
 
 def _sequence(stream_id: str) -> int:

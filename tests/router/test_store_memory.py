@@ -63,3 +63,29 @@ def test_open_store_picks_the_store_by_url(tmp_path: Path) -> None:
     assert isinstance(open_store("redis://127.0.0.1:1/2", spool_path=spool), RedisStore)
     with pytest.raises(ValueError, match=r"'postgres://db/x'"):
         open_store("postgres://db/x", spool_path=spool)
+
+
+def test_the_oldest_events_are_trimmed_and_readers_skip_ahead() -> None:
+    async def scenario() -> None:
+        store = MemoryStore(maxlen=10)
+        for i in range(10):
+            await store.append(_event(i))
+        assert len(await store.read_decisions(100)) == 10  # at maxlen: nothing trimmed
+        await store.append(_event(10))
+        await store.append(_event(0))  # still kept: a retry is still a no-op
+        assert len(await store.read_decisions(100)) == 11  # a tenth over before trimming
+        await store.append(_event(11))  # 12 > 10 + 1: back to the newest 10
+        kept = await store.read_decisions(100)
+        assert kept == [(f"{i + 1}-0", _event(i)) for i in range(2, 12)]
+        # A reader at "1-0" (event 1 is gone) resumes at the oldest kept event.
+        assert (await store.read_decisions(2, after="1-0"))[0] == ("3-0", _event(2))
+        assert await store.read_decisions(1, after="11-0") == [("12-0", _event(11))]
+        await store.append(_event(0))  # trimmed, so no longer remembered: logged again
+        assert (await store.read_decisions(1, after="12-0")) == [("13-0", _event(0))]
+
+    asyncio.run(scenario())
+
+
+def test_maxlen_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="maxlen"):
+        MemoryStore(maxlen=0)

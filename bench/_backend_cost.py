@@ -18,90 +18,28 @@ aiobotocore needs an older botocore than this venv's boto3: it is measured by
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from functools import partial
 from importlib.metadata import version
-from pathlib import Path
-from types import FrameType
 
+import _client_cost
 import _common
 import botocore.session
+from _client_cost import BODY, CONCURRENCY, ENDPOINT, HEADERS, KEYS, REFERENCE, WARMUP, Call, Way
 
 # The project root, so this runs before an editable install knows router/ and simulator/.
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(_client_cost.ROOT))
 
-from router.backends import InvokeRequest, SageMakerBackend  # noqa: E402
-from router.backends.base import pooled_session  # noqa: E402
-from simulator import make_client  # noqa: E402
+from router.backends import InvokeRequest, SageMakerBackend
+from simulator import make_client
 
-ENDPOINT = "bench"
-BODY = json.dumps({"instances": [[0.5, -1.2, 0.3, 0.9, -0.4, 0.1]]}).encode()
-HEADERS = {"Content-Type": "application/json", "X-Amzn-SageMaker-Target-Variant": "Variant1"}
-KEYS = ("AKIDBENCH", "bench-secret")
-ROUNDS = 3
-WARMUP = 100
-CONCURRENCY = 32
-REFERENCE = "(c) raw aiohttp POST"
 SERVER = ("import sys; from simulator import parse_variants, serve; "
           "serve('127.0.0.1', int(sys.argv[1]), parse_variants('Variant1=logistic', "
           "endpoint='bench'))")
-
-Way = Callable[[str, int], tuple[float, float]]  # (url, n) -> (CPU s, wall s)
-Call = Callable[[], Awaitable[object]]  # one InvokeEndpoint call
-Setup = Callable[[str], AbstractAsyncContextManager[Call]]  # url -> a ready client's call
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the child by its PID: SIGTERM, then SIGKILL if it lingers."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM as SystemExit, so the ``finally`` that stops the simulator runs."""
-    raise SystemExit(128 + signum)
-
-
-def _start_simulator() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process)
-    except BaseException:  # Ctrl-C while waiting too: never leave the child behind
-        _stop(process)
-        raise
-    return process, url
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    """Return once ``url``/ping answers; raise if the child exits or 20 s pass."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=1):  # noqa: S310 (loopback)
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the simulator did not start")
 
 
 def _timed(run: Callable[[], None]) -> tuple[float, float]:
@@ -124,30 +62,6 @@ def _boto3(url: str, n: int) -> tuple[float, float]:
     return result
 
 
-async def _in_flight(call: Call, n: int, concurrency: int) -> None:
-    """``n`` calls, ``concurrency`` at a time: workers draw from one shared count."""
-    remaining = iter(range(n))  # one loop, one thread: sharing the iterator is safe
-
-    async def worker() -> None:
-        for _ in remaining:
-            await call()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-
-def _async_way(setup: Setup, concurrency: int) -> Way:
-    """A way that times ``n`` calls of ``setup``'s client, ``concurrency`` in flight."""
-    async def main(url: str, n: int) -> tuple[float, float]:
-        async with setup(url) as call:
-            # Warm up at the same concurrency, so the pool has its connections open.
-            await _in_flight(call, WARMUP, concurrency)
-            cpu, wall = time.process_time(), time.perf_counter()
-            await _in_flight(call, n, concurrency)
-            return time.process_time() - cpu, time.perf_counter() - wall
-
-    return lambda url, n: asyncio.run(main(url, n))
-
-
 @asynccontextmanager
 async def _backend_call(url: str) -> AsyncIterator[Call]:
     session = botocore.session.Session()
@@ -160,21 +74,6 @@ async def _backend_call(url: str) -> AsyncIterator[Call]:
         yield partial(backend.invoke, request)
     finally:
         await backend.close()
-
-
-@asynccontextmanager
-async def _raw_call(url: str) -> AsyncIterator[Call]:
-    http = pooled_session(max_connections=CONCURRENCY, connect_timeout_s=5, read_timeout_s=60)
-    target = f"{url}/endpoints/{ENDPOINT}/invocations"
-
-    async def call() -> None:
-        async with http.post(target, data=BODY, headers=HEADERS) as response:
-            await response.read()
-
-    try:
-        yield call
-    finally:
-        await http.close()
 
 
 @asynccontextmanager
@@ -214,66 +113,34 @@ def _signing(url: str, n: int) -> tuple[float, float]:
 
 SEQUENTIAL: dict[str, Way] = {
     "(a) boto3 invoke_endpoint": _boto3,
-    "(b) SageMakerBackend.invoke": _async_way(_backend_call, 1),
-    REFERENCE: _async_way(_raw_call, 1),
-    "(d) boto3 via asyncio.to_thread": _async_way(_boto3_thread_call, 1),
+    "(b) SageMakerBackend.invoke": _client_cost.async_way(_backend_call, 1),
+    REFERENCE: _client_cost.async_way(_client_cost.raw_call, 1),
+    "(d) boto3 via asyncio.to_thread": _client_cost.async_way(_boto3_thread_call, 1),
     "botocore SigV4 signing alone (no I/O)": _signing,
 }
 CONCURRENT: dict[str, Way] = {
-    "(b) SageMakerBackend.invoke": _async_way(_backend_call, CONCURRENCY),
-    REFERENCE: _async_way(_raw_call, CONCURRENCY),
-    "(d) boto3 via asyncio.to_thread": _async_way(_boto3_thread_call, CONCURRENCY),
+    "(b) SageMakerBackend.invoke": _client_cost.async_way(_backend_call, CONCURRENCY),
+    REFERENCE: _client_cost.async_way(_client_cost.raw_call, CONCURRENCY),
+    "(d) boto3 via asyncio.to_thread": _client_cost.async_way(_boto3_thread_call, CONCURRENCY),
 }
 
 
-def _sample(n: int) -> tuple[dict[str, list[tuple[float, float]]],
-                             dict[str, list[tuple[float, float]]]]:
-    """(CPU s, wall s) of every way, sequential and concurrent, over interleaved rounds."""
-    process, url = _start_simulator()
-    sequential: dict[str, list[tuple[float, float]]] = {way: [] for way in SEQUENTIAL}
-    concurrent: dict[str, list[tuple[float, float]]] = {way: [] for way in CONCURRENT}
-    try:
-        for _ in range(ROUNDS):
-            for way, run in SEQUENTIAL.items():
-                sequential[way].append(run(url, n))
-            for way, run in CONCURRENT.items():
-                concurrent[way].append(run(url, n))
-    finally:
-        _stop(process)
-    return sequential, concurrent
-
-
-def _medians(samples: dict[str, list[tuple[float, float]]], n: int,
-             ) -> tuple[dict[str, float], dict[str, float]]:
-    """Median µs of CPU per call and median wall seconds for all ``n`` calls, per way."""
-    cpu = {w: statistics.median(c for c, _ in s) / n * 1e6 for w, s in samples.items()}
-    wall = {w: statistics.median(t for _, t in s) for w, s in samples.items()}
-    return cpu, wall
-
-
-def backend_cost(n: int = 2000) -> tuple[list[list[str]], list[list[str]]]:
+def backend_cost(n: int = 2000) -> _client_cost.Tables:
     """Rows of both tables: one call at a time (way, µs CPU, µs wall, CPU ratio to the
     raw POST) and 32 in flight (way, calls/s, µs CPU, CPU ratio to the raw POST)."""
-    sequential, concurrent = _sample(n)
-    cpu, wall = _medians(sequential, n)
-    one = [[way, f"{cpu[way]:.0f}", f"{wall[way] / n * 1e6:.0f}",
-            f"{cpu[way] / cpu[REFERENCE]:.2f}×"] for way in SEQUENTIAL]
-    cpu, wall = _medians(concurrent, n)
-    many = [[way, f"{n / wall[way]:.0f}", f"{cpu[way]:.0f}",
-             f"{cpu[way] / cpu[REFERENCE]:.2f}×"] for way in CONCURRENT]
-    return one, many
+    with _client_cost.simulator(lambda port: [sys.executable, "-c", SERVER, str(port)]) as url:
+        one, many = _client_cost.sample(url, SEQUENTIAL, CONCURRENT, n)
+    return _client_cost.table_rows(one, many, n)
 
 
 def main(argv: list[str]) -> None:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _client_cost.exit_on_sigterm()
     n = int(argv[1]) if len(argv) > 1 else 2000
-    one, many = backend_cost(n)
+    rows = backend_cost(n)
     print(_common.run_header(f"Client CPU per SageMaker call, N={n} sequential", argv))
     print(", ".join(f"{name} {version(name)}" for name in ("boto3", "botocore", "aiohttp")))
     print()
-    print(_common.markdown_table(["way", "µs CPU / call", "µs wall / call", "CPU vs (c)"], one))
-    print(f"\n# The same ways, N={n} with {CONCURRENCY} calls in flight\n")
-    print(_common.markdown_table(["way", "calls/s", "µs CPU / call", "CPU vs (c)"], many))
+    print(_client_cost.tables(rows, n))
 
 
 if __name__ == "__main__":

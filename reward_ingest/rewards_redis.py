@@ -1,8 +1,9 @@
 """The rewards log on the Redis stream ``bandit:rewards``: group commit, dedupe, trimming.
 
-Every ``add`` queues its rewards and awaits its own future; one flusher task takes
-what is queued (up to ``MAX_BATCH`` rewards) and writes it in one round trip through
-one Lua script call that, per reward, sets its seen-marker with ``SET NX EX`` and
+Every ``add`` hands its rewards to a group commit (``common.group_commit``) and awaits
+its own future: alone, the caller writes them at once; otherwise the rewards queued
+while a write was in flight (up to ``MAX_BATCH``) go together in one round trip
+through one Lua script call that, per reward, sets its seen-marker with ``SET NX EX`` and
 ``XADD``s it (``MAXLEN ~``) only when that set succeeded, answering a 0/1 flag per
 reward. So N concurrent deliveries cost about one round trip, and a reward identity
 reaches the stream once however often it is delivered, concurrently or not, and even
@@ -30,6 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from common.group_commit import GroupCommit
 from reward_ingest.rewards import (
     DEFAULT_SEEN_TTL_S,
     REWARDS_STREAM,
@@ -87,9 +89,8 @@ class RedisRewardStore:
         self._script = self._redis.register_script(DEDUPE_XADD)
         self._seen_ttl_s = seen_ttl_s
         self._maxlen = stream_maxlen
-        self._pending: list[_Entry] = []
-        self._wakeup = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
+        self._batches = GroupCommit(self._commit, _unexpected, max_batch=MAX_BATCH,
+                                    name="reward-flusher", size=_size)
         self._closing = False
         self.flushes = 0
         """Round trips that wrote rewards (one per batch of queued ``add`` calls)."""
@@ -101,28 +102,25 @@ class RedisRewardStore:
         except (RedisError, OSError) as exc:
             logger.warning("%s unreachable at start (%s); rewards get 503 until it answers",
                            self._where, exc)
-        self._flusher = asyncio.create_task(self._flush_loop(), name="reward-flusher")
+        self._batches.start()
 
     async def close(self) -> None:
         """Write what is queued, stop the flusher, close the connections."""
         if self._closing:
             return
         self._closing = True
-        self._wakeup.set()
-        if self._flusher is not None:
-            await self._flusher
+        await self._batches.close()
         await self._redis.aclose()
 
     async def add(self, rewards: list[Reward]) -> tuple[int, int]:
         """Record the rewards whose identity is new; ``(accepted, duplicates)``."""
-        if self._flusher is None or self._closing:
+        if not self._batches.running:
             raise RuntimeError("the reward store is not running")
         if not rewards:
             return 0, 0
         entry: _Entry = ([seen_key(r) for r in rewards], [encode_reward(r) for r in rewards],
                          asyncio.get_running_loop().create_future())
-        self._pending.append(entry)
-        self._wakeup.set()
+        await self._batches.submit(entry)
         return await entry[2]
 
     async def read(self, count: int, after: str = "0") -> list[tuple[str, Reward]]:
@@ -142,28 +140,18 @@ class RedisRewardStore:
             REWARDS_STREAM, min=start, count=count)
         return entries
 
-    async def _flush_loop(self) -> None:
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = _take(self._pending, MAX_BATCH)
-            try:
-                flags = await self._write(batch)
-            except (RedisError, OSError) as exc:
-                logger.warning("%s: reward batch failed (%s)", self._where, exc)
-                _fail(batch, RewardStoreUnavailableError(
-                    f"reward store unavailable ({self._where}); retry later"))
-                continue
-            except Exception as exc:  # a caller must never wait forever
-                logger.exception("reward batch failed")
-                _fail(batch, RewardStoreUnavailableError(f"reward store failed: {exc}"))
-                continue
-            self.flushes += 1
-            _settle(batch, flags)
+    async def _commit(self, batch: list[_Entry]) -> None:
+        """Write ``batch`` in one round trip and settle its callers; a Redis failure
+        fails them all (their senders retry, and the markers dedupe the retry)."""
+        try:
+            flags = await self._write(batch)
+        except (RedisError, OSError) as exc:
+            logger.warning("%s: reward batch failed (%s)", self._where, exc)
+            _fail(batch, RewardStoreUnavailableError(
+                f"reward store unavailable ({self._where}); retry later"))
+            return
+        self.flushes += 1
+        _settle(batch, flags)
 
     async def _write(self, batch: Sequence[_Entry]) -> list[int]:
         keys = [REWARDS_STREAM]
@@ -175,15 +163,12 @@ class RedisRewardStore:
         return [int(flag) for flag in flags]
 
 
-def _take(pending: list[_Entry], limit: int) -> list[_Entry]:
-    """Remove and return the oldest entries, at least one, up to ``limit`` rewards."""
-    taken, size = 1, len(pending[0][1])
-    while taken < len(pending) and size + len(pending[taken][1]) <= limit:
-        size += len(pending[taken][1])
-        taken += 1
-    batch = pending[:taken]
-    del pending[:taken]
-    return batch
+def _size(entry: _Entry) -> int:
+    return len(entry[1])  # rewards, for MAX_BATCH
+
+
+def _unexpected(batch: Sequence[_Entry], exc: Exception) -> None:
+    _fail(batch, RewardStoreUnavailableError(f"reward store failed: {exc}"))
 
 
 def _settle(batch: Sequence[_Entry], flags: Sequence[int]) -> None:

@@ -1,12 +1,11 @@
 """The decision log on a Redis stream: group commit, trimming, and a spool for outages.
 
-Every ``append`` queues its event and awaits its own future. When no write is in
-flight and nothing is queued, the appending request writes its own event at once
-(one request at a time pays one round trip and no hand-over to another task);
-otherwise one flusher task takes everything queued (up to ``MAX_BATCH``) as soon as
-the write in flight is done and writes it in one round trip, so N concurrent
-requests cost about one round trip, not N. One write is in flight at a time, so
-the stream keeps the order of acknowledgement. Writes go over one pipelined
+Every ``append`` hands its event to a group commit (``common.group_commit``) and
+awaits its own future: when no write is in flight and nothing is queued, the
+appending request writes its own event at once; otherwise the events queued while
+a write was in flight go together in the next round trip (up to ``MAX_BATCH``), so
+N concurrent requests cost about one round trip, not N. One write is in flight at a
+time, so the stream keeps the order of acknowledgement. Writes go over one pipelined
 connection of our own (``router.store._resp``: ~40 µs less per round trip than
 redis-py's client); reads, pings and URLs it does not speak use redis-py.
 
@@ -46,6 +45,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from common.group_commit import GroupCommit
 from router.errors import ServiceUnavailable
 from router.store import _resp
 from router.store.base import (
@@ -97,14 +97,12 @@ class RedisStore:
         self._maxlen = stream_maxlen
         self._seen_ttl_s = seen_ttl_s
         self._dedupe_live = dedupe_live
-        self._pending: list[_Entry] = []
-        self._committing = False  # a batch is being written (to Redis or the spool)
-        self._wakeup = asyncio.Event()
+        self._batches = GroupCommit(self._commit, _fail, max_batch=MAX_BATCH,
+                                    name="decision-flusher")
         self._spool_lock = asyncio.Lock()
         # One thread for every spool file operation: they run in order, and close()
         # can wait for one still running after its task was cancelled.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
-        self._flusher: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._closing = False
         self._spooling = False
@@ -138,16 +136,14 @@ class RedisStore:
             else:
                 self._reachable = True
                 self._detail = f"{self._where}: ok"
-        self._flusher = asyncio.create_task(self._flush_loop(), name="decision-flusher")
+        self._batches.start()
 
     async def close(self) -> None:
         """Write what is queued (to Redis or the spool), stop the tasks, close everything."""
         if self._closing:
             return
         self._closing = True
-        self._wakeup.set()
-        if self._flusher is not None:
-            await self._flusher
+        await self._batches.close()
         if self._recovery is not None:
             self._recovery.cancel()
             with suppress(asyncio.CancelledError):
@@ -160,23 +156,11 @@ class RedisStore:
 
     async def append(self, event: dict[str, Any]) -> None:
         """Record ``event``; on return it is on the stream or fsynced in the spool."""
-        if self._flusher is None or self._closing:
+        if not self._batches.running:
             raise RuntimeError("the decision store is not running")
         entry: _Entry = (event_id_of(event), encode_event(event),
                          asyncio.get_running_loop().create_future())
-        if self._committing or self._pending:
-            self._pending.append(entry)
-            self._wakeup.set()
-        else:
-            # Nothing ahead of it: written from this task, a batch of one. If this
-            # task is cancelled meanwhile, only its own (unacknowledged) event is
-            # left unsettled.
-            self._pending.append(entry)
-            try:
-                await self._commit_next()
-            finally:
-                if self._pending or self._closing:
-                    self._wakeup.set()
+        await self._batches.submit(entry)
         await entry[2]
 
     def status(self) -> StoreStatus:
@@ -192,34 +176,16 @@ class RedisStore:
         entries = await self._redis.xrange(DECISIONS_STREAM, min=start, count=count)
         return [(stream_id, json.loads(fields["event"])) for stream_id, fields in entries]
 
-    async def _flush_loop(self) -> None:
-        while True:
-            if self._committing or not self._pending:
-                if self._closing and not self._committing and not self._pending:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            await self._commit_next()
-
-    async def _commit_next(self) -> None:
-        """Write the next batch; every caller in it is settled, whatever happens."""
-        self._committing = True
-        batch = self._pending[:MAX_BATCH]
-        del self._pending[:MAX_BATCH]
+    async def _commit(self, batch: list[_Entry]) -> None:
+        """Write ``batch`` to Redis, or to the spool while spooling or when Redis fails;
+        settle every caller in it."""
         try:
-            await self._commit(batch)
+            await self._write_or_spool(batch)
         except ServiceUnavailable as exc:  # the spool could not be written
             logger.error("%s", exc.message)
             _settle(batch, 0, exc)
-        except Exception as exc:  # a caller must never wait forever
-            logger.exception("decision batch failed")
-            _settle(batch, 0, ServiceUnavailable(f"decision log unavailable: {exc}"))
-        finally:
-            self._committing = False
 
-    async def _commit(self, batch: list[_Entry]) -> None:
-        """Write ``batch`` to Redis, or to the spool while spooling or when Redis fails."""
+    async def _write_or_spool(self, batch: list[_Entry]) -> None:
         lines = [line for _, line, _ in batch]
         async with self._spool_lock:
             if self._spooling:
@@ -338,6 +304,11 @@ class RedisStore:
 
     async def _on_io(self, func: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
+
+
+def _fail(batch: Sequence[_Entry], exc: Exception) -> None:
+    """A batch that failed unexpectedly: every caller gets a 503, nothing is acknowledged."""
+    _settle(batch, 0, ServiceUnavailable(f"decision log unavailable: {exc}"))
 
 
 def _settle(batch: Sequence[_Entry], accepted: int, error: BaseException) -> None:

@@ -89,7 +89,7 @@ def test_sizes_bound_a_batch_but_an_oversized_item_still_goes_alone() -> None:
 
 
 def test_a_failing_commit_fails_its_batch_only(caplog: pytest.LogCaptureFixture) -> None:
-    async def scenario() -> tuple[Recorder, list[object]]:
+    async def scenario() -> tuple[Recorder, list[str | BaseException]]:
         recorder = Recorder(fail_on=3)
         group = GroupCommit(recorder.commit, recorder.fail, max_batch=3, name="flusher")
         group.start()

@@ -8,7 +8,6 @@ in-process registry, exactly as they would through Redis.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -50,13 +49,10 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
             service = memory_service(settings, store, rewards, registry.publish_snapshot,
                                      stats=stats)
             app.state.ingest = service
-            stop = asyncio.Event()
-            running = asyncio.create_task(service.run(stop), name="ingest")
             try:
-                yield
+                async with service.running():
+                    yield
             finally:
-                stop.set()
-                await running
                 await rewards.close()
 
     app.router.lifespan_context = lifespan

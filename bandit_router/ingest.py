@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -33,13 +32,8 @@ def ingest_app(settings: Settings) -> Starlette:
         async with webhook_lifespan(application):
             service = redis_service(settings, settings.store)
             application.state.ingest = service
-            stop = asyncio.Event()
-            running = asyncio.create_task(service.run(stop), name="ingest")
-            try:
+            async with service.running():
                 yield
-            finally:
-                stop.set()
-                await running
 
     app.router.lifespan_context = lifespan
     return app

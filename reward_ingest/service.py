@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,18 @@ class IngestService:
                 await self.archiver.close()
             for hook in self.close_hooks:
                 await hook()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """``run`` in a task for the block (a server's lifespan); stopped, flushed and
+        closed on the way out."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run(stop), name="ingest")
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
 
     def shares(self, experiment: str) -> dict[str, float] | None:
         """The traffic split the pusher follows: the policy's, or recent decisions' mean."""

@@ -33,7 +33,8 @@ from typing import Any
 import httpx
 import redis
 from _loop_data import ARMS, ENDPOINT, EXPERIMENT
-from _loop_servers import Fleet, Process, start_ingester, start_redis, start_router, write_config
+from _loop_servers import start_ingester, write_config
+from _servers import Fleet, Server, start_redis, start_serve
 
 from reward_ingest.joiner_redis import JOINED_STREAM
 from reward_ingest.learner_redis import POLICY_PREFIX
@@ -71,7 +72,7 @@ def _post_reward(client: httpx.Client, url: str, event_id: str, value: float) ->
         raise RuntimeError(f"reward POST answered {answer.status_code}: {answer.text}")
 
 
-def _served(client: httpx.Client, router: Process) -> int:
+def _served(client: httpx.Client, router: Server) -> int:
     document = client.get(f"{router.url}/readyz").json()
     return int(document["experiments"][EXPERIMENT]["snapshot_version"] or 0)
 
@@ -86,8 +87,8 @@ def _joined(store: redis.Redis) -> int:
     return int(length)
 
 
-def one_round(client: httpx.Client, store: redis.Redis, routers: Sequence[Process],
-              ingester: Process, k: int, rng: random.Random) -> Round:
+def one_round(client: httpx.Client, store: redis.Redis, routers: Sequence[Server],
+              ingester: Server, k: int, rng: random.Random) -> Round:
     """One decision, its reward, and the wait until every router serves the new snapshot."""
     answer = client.post(f"{routers[k % len(routers)].url}/v1/experiments/{EXPERIMENT}/decisions",
                          json={})
@@ -124,7 +125,7 @@ def one_round(client: httpx.Client, store: redis.Redis, routers: Sequence[Proces
     return result
 
 
-def _wait_initial_snapshot(client: httpx.Client, routers: Sequence[Process]) -> None:
+def _wait_initial_snapshot(client: httpx.Client, routers: Sequence[Server]) -> None:
     deadline = time.monotonic() + 30.0
     while any(_served(client, router) < 1 for router in routers):
         if time.monotonic() > deadline:
@@ -135,12 +136,12 @@ def _wait_initial_snapshot(client: httpx.Client, routers: Sequence[Process]) -> 
 def measure(fleet: Fleet, *, routers: int, rounds: int,
             progress: Callable[[str], None]) -> LatencyResult:
     """Start Redis, the routers and the ingester; run the rounds; leave stopping to ``fleet``."""
-    _, store_url = start_redis(fleet)
+    store_url = start_redis(fleet).url
     started = []
     for i in range(routers):
         name = f"router{i + 1}"
         config = write_config(fleet, name, store_url, EXPERIMENT, ENDPOINT, ARMS)
-        started.append(start_router(fleet, name, config))
+        started.append(start_serve(fleet, name, config))
     config = write_config(fleet, "ingester", store_url, EXPERIMENT, ENDPOINT, ARMS)
     ingester = start_ingester(fleet, config, SECRET)
     rng = random.Random(0)
@@ -157,8 +158,8 @@ def measure(fleet: Fleet, *, routers: int, rounds: int,
                     progress(f"latency: {k + 1 - WARMUP_ROUNDS} of {rounds} rounds")
     finally:
         store.close()
-    for process in fleet.processes:
-        if process.popen.poll() is not None:
-            print(f"warning: {process.name} exited during the run:\n{process.tail()}",
+    for server in fleet.servers:
+        if server.process.poll() is not None:
+            print(f"warning: {server.name} exited during the run:\n{server.log_tail()}",
                   file=sys.stderr)
     return LatencyResult(results, routers)

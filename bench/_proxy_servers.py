@@ -1,10 +1,9 @@
 """The processes ``bench/proxy.py`` runs: each server in its own subprocess, stopped by PID.
 
-Every server listens on a free loopback port (never 6379) and writes its log in
-the run's temp dir; ``Fleet`` stops them in reverse order (SIGTERM, then SIGKILL
-after 10 s). nginx, its config and its pid/log files live in the temp dir too;
-``redis-server`` is started as ``tests/_redis_server.py`` starts it (no
-persistence, loopback only) on a port of its own.
+Each starts and stops the one way ``_servers`` has (a free loopback port, never
+6379; its log in the run's temp dir; SIGTERM, then SIGKILL after 10 s, in reverse
+order), ``redis-server`` and the router's process included. nginx, its config and
+its pid/log files live in the temp dir too.
 """
 
 from __future__ import annotations
@@ -12,22 +11,29 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import _servers
+from _servers import (
+    BenchError,
+    Server,
+    free_port,
+    get_json,
+    http_ok,
+    redis_command,
+    start_serve,
+    tcp_open,
+    wait_until,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 APPS = Path(__file__).resolve().parent / "_proxy_apps.py"
-DEFAULT_REDIS_PORT = 6379  # somebody else's Redis: never ours
-STARTUP_TIMEOUT_S = 30.0
 
 ENDPOINT = "bench-endpoint"
 VARIANTS = ("Variant1", "Variant2", "Variant3")
@@ -37,37 +43,14 @@ REQUEST_CONTEXT = json.dumps({"segment": "returning", "device": "mobile", "score
                               "visits": 7}, separators=(",", ":"))
 REQUEST_HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
                    "X-Bandit-Context": REQUEST_CONTEXT}
-INSTALL_HINT = ("install them with `apt-get update && apt-get install -y wrk nginx "
-                "redis-server` (Debian/Ubuntu)")
 
 
-class BenchError(RuntimeError):
-    """A server would not start, answered wrongly, or a tool is missing."""
+@dataclass
+class Fleet(_servers.Fleet):
+    """Every server of a run; they run from the project root, where a relative
+    ``--router-command`` is found."""
 
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now (never 6379)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != DEFAULT_REDIS_PORT:
-            return port
-
-
-def find_tool(name: str) -> str | None:
-    """``name`` on PATH, or in /usr/sbin (nginx lives there and not every PATH has it)."""
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-    return found
-
-
-def require_tools(names: list[str]) -> dict[str, str]:
-    """The path of each tool; ``BenchError`` naming every missing one and how to install."""
-    paths = {name: find_tool(name) for name in names}
-    missing = [name for name, path in paths.items() if path is None]
-    if missing:
-        raise BenchError(f"missing: {', '.join(missing)}; {INSTALL_HINT}")
-    return {name: path for name, path in paths.items() if path is not None}
+    cwd: Path | None = ROOT
 
 
 def tool_version(argv: list[str]) -> str:
@@ -78,91 +61,6 @@ def tool_version(argv: list[str]) -> str:
         return "?"
     lines = (done.stdout + done.stderr).strip().splitlines()
     return lines[0] if lines else "?"
-
-
-@dataclass
-class Server:
-    """One running process we started: its name, PID, base URL and log file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    url: str = ""
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        """SIGTERM by PID, then SIGKILL if it is still there after 10 s."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-@dataclass
-class Fleet:
-    """Every server of a run, stopped in reverse order of start."""
-
-    directory: Path
-    servers: list[Server] = field(default_factory=list)
-
-    def spawn(self, name: str, argv: list[str], port: int, *,
-              env: dict[str, str] | None = None) -> Server:
-        log = self.directory / f"{name}.log"
-        with open(log, "ab") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                       env=env, stdin=subprocess.DEVNULL)
-        server = Server(name, process, port, log, f"http://127.0.0.1:{port}")
-        self.servers.append(server)
-        return server
-
-    def stop_all(self) -> None:
-        while self.servers:
-            self.servers.pop().stop()
-
-
-def wait_until(server: Server, ready: Callable[[], bool],
-               timeout_s: float = STARTUP_TIMEOUT_S) -> None:
-    """Poll ``ready`` until it holds; ``BenchError`` with the log if the process dies."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise BenchError(f"{server.name} exited at start (status "
-                             f"{server.process.returncode}):\n{server.log_tail()}")
-        if ready():
-            return
-        time.sleep(0.05)
-    raise BenchError(f"{server.name} did not become ready within {timeout_s:.0f} s:\n"
-                     f"{server.log_tail()}")
-
-
-def _tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _get_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
-            return 200 <= int(response.status) < 300
-    except (OSError, urllib.error.HTTPError):
-        return False
 
 
 def invocations_url(base: str) -> str:
@@ -197,7 +95,7 @@ def start_variant(fleet: Fleet) -> Server:
     """(a) the variant: a raw ASGI app under uvicorn."""
     port = free_port()
     server = fleet.spawn("variant", [sys.executable, str(APPS), "variant", str(port)], port)
-    wait_until(server, lambda: _tcp_open(port))
+    wait_until(server, lambda: tcp_open(port))
     return server
 
 
@@ -206,7 +104,7 @@ def start_passthrough(fleet: Fleet, variant: Server) -> Server:
     port = free_port()
     server = fleet.spawn("passthrough", [sys.executable, str(APPS), "passthrough", str(port),
                                          variant.url], port)
-    wait_until(server, lambda: _get_ok(f"{server.url}/ping"))
+    wait_until(server, lambda: http_ok(f"{server.url}/ping"))
     return server
 
 
@@ -270,39 +168,13 @@ def start_nginx(fleet: Fleet, nginx: str, variant: Server) -> Server:
                                       user=user))
     server = fleet.spawn("nginx", [nginx, "-p", str(directory), "-c", str(conf),
                                    "-e", str(directory / "nginx-error.log")], port)
-    wait_until(server, lambda: _tcp_open(port))
+    wait_until(server, lambda: tcp_open(port))
     return server
-
-
-def start_redis(fleet: Fleet, redis_server: str) -> Server:
-    """Our own redis-server: a free loopback port, no persistence, in the temp dir."""
-    port = free_port()
-    data = fleet.directory / "redis"
-    data.mkdir()
-    server = fleet.spawn("redis", [redis_server, "--port", str(port), "--bind", "127.0.0.1",
-                                   "--dir", str(data), "--save", "", "--appendonly", "no",
-                                   "--daemonize", "no", "--protected-mode", "yes",
-                                   "--logfile", ""], port)
-    server.url = f"redis://127.0.0.1:{port}/0"
-    wait_until(server, lambda: _answers_ping(port))
-    return server
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def redis_stream_length(port: int, key: str) -> int:
     """``XLEN key`` on our redis-server (a raw RESP call: no client needed)."""
-    command = f"*2\r\n$4\r\nXLEN\r\n${len(key)}\r\n{key}\r\n".encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(command)
-        reply = sock.recv(64)
+    reply = redis_command(port, "XLEN", key)
     if not reply.startswith(b":"):
         raise BenchError(f"XLEN {key}: unexpected reply {reply!r}")
     return int(reply[1:].split(b"\r\n", 1)[0])
@@ -356,24 +228,17 @@ def start_router(fleet: Fleet, name: str, store: str, variant: Server,
     """(d)/(e) ``bandit-router serve`` from a generated config, SageMaker backend on the
     variant (signed requests), Thompson, context from the header, guardrails on.
     ``command`` replaces ``.venv/bin/bandit-router`` (split as a shell would)."""
-    port = free_port()
     directory = fleet.directory
     config = directory / f"{name}.yaml"
     config.write_text(ROUTER_CONFIG.format(store=store, endpoint=ENDPOINT,
                                            spool=directory / f"{name}-spool.jsonl"))
-    executable = shlex.split(command) if command else [str(BIN / "bandit-router")]
-    server = fleet.spawn(name, [*executable, "serve", "--config", str(config),
-                                "--port", str(port), "--log-level", "warning"],
-                         port, env=router_env(directory, variant))
-    wait_until(server, lambda: _get_ok(f"{server.url}/readyz"))
-    return server
+    return start_serve(fleet, name, config, command=shlex.split(command) if command else None,
+                       env=router_env(directory, variant))
 
 
 def readyz(server: Server) -> dict[str, object]:
     """The router's ``/readyz`` document."""
-    with urllib.request.urlopen(f"{server.url}/readyz", timeout=5) as response:  # noqa: S310
-        document: dict[str, object] = json.loads(response.read())
-        return document
+    return get_json(f"{server.url}/readyz")
 
 
 # --- CPU accounting ---------------------------------------------------------------

@@ -45,7 +45,7 @@ import _common
 import _loop_latency
 import _loop_throughput as tp
 from _loop_data import N_FEATURES, ONLINE_COVER, THOMPSON, events, vw_examples
-from _loop_servers import Fleet, start_redis
+from _servers import Fleet, start_redis
 
 THOMPSON_BUDGET = 20_000.0
 VW_BUDGET = 5_000.0
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         with Fleet(Path(tmp)) as fleet:
-            _, url = start_redis(fleet)
+            url = start_redis(fleet).url
             learner_rows, budgets = learner_section(url, plan, progress)
             print(f"\n## Learner: joined events/s (4 arms; VW: {N_FEATURES} shared features)\n")
             print(_common.markdown_table(

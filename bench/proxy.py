@@ -60,6 +60,7 @@ import _common
 import _proxy_profile as profiling
 import _proxy_servers as servers
 from _proxy_wrk import WrkResult, parse_output, run_wrk, write_script
+from _servers import BIN, BenchError, Server, find_tool, require_tools, start_redis
 
 TARGETS = ("direct", "nginx", "passthrough", "router-memory", "router-redis")
 LABELS = {"direct": "(a) direct: the variant", "nginx": "(b) nginx split_clients",
@@ -218,7 +219,7 @@ def budget_table(results: Results) -> str:
     return _common.markdown_table(["what", "budget", "measured", "verdict"], rows)
 
 
-def profile_target(wrk: str, py_spy: str, server: servers.Server, script: Path,
+def profile_target(wrk: str, py_spy: str, server: Server, script: Path,
                    seconds: int, output: Path, connections: int) -> str:
     """py-spy on ``server`` under wrk at ``connections``; the summary as Markdown."""
     url = servers.invocations_url(server.url)
@@ -255,7 +256,7 @@ def profile_target(wrk: str, py_spy: str, server: servers.Server, script: Path,
     return "\n".join(lines)
 
 
-def steady_state(wrk: str, server: servers.Server, script: Path, slices: int,
+def steady_state(wrk: str, server: Server, script: Path, slices: int,
                  passthrough_rps: float | None) -> str:
     """``slices`` back-to-back 10 s runs at 32 connections on ``server``: throughput as
     the guardrails' 60 s window fills up (Markdown)."""
@@ -296,7 +297,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--profile-connections", type=int, default=32, metavar="C",
                         help="wrk connections while py-spy samples (default 32)")
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
-    parser.add_argument("--router-command", default=str(servers.BIN / "bandit-router"),
+    parser.add_argument("--router-command", default=str(BIN / "bandit-router"),
                         help="the router's command, run as `CMD serve --config FILE --port P "
                         "--log-level warning` (default: .venv/bin/bandit-router; to compare "
                         "a patched router with the same references)")
@@ -324,11 +325,11 @@ def main(argv: list[str]) -> int:
     profiled = [] if args.no_profile else [t for t in args.profile if t in targets]
     profiling_on = bool(profiled)
     try:
-        tools = servers.require_tools(["wrk", "nginx", "redis-server"])
-    except servers.BenchError as exc:
+        tools = require_tools(["wrk", "nginx", "redis-server"])
+    except BenchError as exc:
         log(f"bench/proxy.py: {exc}")
         return 2
-    py_spy = servers.find_tool("py-spy") or str(servers.BIN / "py-spy")
+    py_spy = find_tool("py-spy") or str(BIN / "py-spy")
     if profiling_on and not Path(py_spy).exists():
         log("bench/proxy.py: py-spy is missing: `.venv/bin/pip install py-spy`, "
             "or pass --no-profile")
@@ -339,7 +340,7 @@ def main(argv: list[str]) -> int:
         try:
             return _run(args, argv, targets, tools, py_spy if profiling_on else None, fleet,
                         profiled)
-        except (servers.BenchError, RuntimeError) as exc:  # RuntimeError: wrk or py-spy failed
+        except (BenchError, RuntimeError) as exc:  # RuntimeError: wrk or py-spy failed
             log(f"bench/proxy.py: {exc}")
             return 1
         finally:
@@ -351,9 +352,9 @@ def _run(args: argparse.Namespace, argv: list[str], targets: list[str],
          profiled: list[str]) -> int:
     log(f"starting servers in {fleet.directory}")
     variant = servers.start_variant(fleet)
-    started: dict[str, servers.Server] = {"direct": variant}
+    started: dict[str, Server] = {"direct": variant}
     extra: dict[str, list[int]] = {}
-    redis: servers.Server | None = None
+    redis: Server | None = None
     if "nginx" in targets:
         started["nginx"] = servers.start_nginx(fleet, tools["nginx"], variant)
     if "passthrough" in targets:
@@ -362,7 +363,7 @@ def _run(args: argparse.Namespace, argv: list[str], targets: list[str],
         started["router-memory"] = servers.start_router(fleet, "router-memory", "memory://",
                                                         variant, args.router_command)
     if "router-redis" in targets:
-        redis = servers.start_redis(fleet, tools["redis-server"])
+        redis = start_redis(fleet, tools["redis-server"])
         started["router-redis"] = servers.start_router(fleet, "router-redis", redis.url,
                                                        variant, args.router_command)
         extra["router-redis"] = [redis.pid]

@@ -151,8 +151,8 @@ async def _invoke_and_log(
                 headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
             response = Response(content=result.body, media_type=result.content_type,
                                 headers=headers)
-    # Guardrails and metrics are not the caller's business: counted once the answer
-    # is on the wire (in the same task, before the next request is read).
+    # Guardrails and metrics are not the caller's business: counted in the same task
+    # right after the answer's last write (Starlette runs a response's background then).
     response.background = BackgroundTask(_account, state, route, decision, outcome, latency)
     return response
 

@@ -8,9 +8,10 @@ and reader ~80 µs, of which ~70 are the loopback round trip itself
 (``bench/README.md``, "Where the time goes"). This client does only that: send
 commands, match replies in order, fail everything in flight when the connection
 drops or a reply is late (after a timeout the replies would be out of step, so
-the connection is closed, not reused). It speaks RESP2 to ``redis://`` and
-``rediss://`` URLs with an optional user, password and database; anything else
-(unix sockets, query options) stays with redis-py (:func:`supports`).
+the connection is closed, not reused). It speaks RESP2 over plain TCP to
+``redis://`` URLs with an optional user, password and database; anything else
+(TLS, unix sockets, query options) stays with redis-py (:func:`supports`): TLS
+could not be tested here against a certificate the default context trusts.
 
 Errors are redis-py's classes, so callers handle both clients alike:
 ``ConnectionError`` (refused, dropped), ``TimeoutError`` (connect or reply late),
@@ -20,7 +21,6 @@ Errors are redis-py's classes, so callers handle both clients alike:
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -37,7 +37,7 @@ Arg = str | bytes | int | float
 def supports(url: str) -> bool:
     """Whether :class:`RespConnection` can talk to ``url``."""
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname or parts.query:
+    if parts.scheme != "redis" or not parts.hostname or parts.query:
         return False
     db = parts.path.lstrip("/")
     return db == "" or db.isdigit()
@@ -100,7 +100,6 @@ class RespConnection:
         parts = urlsplit(url)
         self._host = parts.hostname or ""
         self._port = parts.port or 6379
-        self._tls = parts.scheme == "rediss"
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
         self._db = int(parts.path.lstrip("/") or 0)
@@ -161,10 +160,9 @@ class RespConnection:
             if protocol is not None and protocol.transport is not None:
                 return protocol  # another caller connected while this one waited
             loop = asyncio.get_running_loop()
-            context = ssl.create_default_context() if self._tls else None
             try:
                 _, connected = await asyncio.wait_for(
-                    loop.create_connection(_Protocol, self._host, self._port, ssl=context),
+                    loop.create_connection(_Protocol, self._host, self._port),
                     self._connect_timeout_s)
             except TimeoutError as exc:
                 raise RedisTimeoutError(f"connecting to Redis at {self._host}:{self._port} "

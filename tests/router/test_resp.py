@@ -24,7 +24,8 @@ def connection(url: str, reply_timeout_s: float = 1.0) -> RespConnection:
 @pytest.mark.parametrize(("url", "expected"), [
     ("redis://127.0.0.1:6380/0", True),
     ("redis://localhost", True),
-    ("rediss://user:pw@cache.example:6380/2", True),
+    ("redis://user:pw@cache.example:6380/2", True),
+    ("rediss://user:pw@cache.example:6380/2", False),  # TLS stays with redis-py
     ("redis://h:1/x", False),
     ("redis://h:1/0?health_check_interval=5", False),
     ("unix:///tmp/redis.sock", False),

@@ -126,7 +126,10 @@ class IngestService:
     async def _follow_joined(self, stop: asyncio.Event) -> None:
         load, save = self.archive_offset
         offset = await load()
-        while not stop.is_set():
+        while True:
+            # Read once more after ``stop``: what was joined before it goes to the
+            # archive before the archiver's final flush (on memory:// nothing else would).
+            stopping = stop.is_set()
             entries: list[tuple[str, JoinedEvent | None]] = []
             try:
                 entries = await self.read_joined(offset, READ_BATCH)
@@ -146,7 +149,11 @@ class IngestService:
                         await save(offset)  # everything up to here is in files
             except Exception:  # keep following: a failed write is retried next round
                 logger.exception("joined-stream reader failed; retrying")
+                if stopping:
+                    return
             if len(entries) < READ_BATCH:
+                if stopping:
+                    return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.2)
 

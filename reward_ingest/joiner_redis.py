@@ -55,7 +55,7 @@ from .join_rules import (
     parse_reward,
     reward_text,
 )
-from .joiner import BATCH, COUNTERS, UNKNOWN, Rules, rule_lookup
+from .joiner import BATCH, COUNTERS, JOINED_MAXLEN, UNKNOWN, Rules, rule_lookup
 from .lease import DEFAULT_TTL_S, LeaseLost, RedisLease
 
 logger = logging.getLogger(__name__)
@@ -67,8 +67,6 @@ PREFIX = "bandit:join:"
 OFFSETS = PREFIX + "offsets"
 DEADLINES = PREFIX + "deadlines"
 LEASE = PREFIX + "lease"
-JOINED_MAXLEN = 1_000_000
-
 _PRELUDE = """
 local P, UNKNOWN, JOINED = 'bandit:join:', '_unknown', 'bandit:joined'
 local function newer(id, last)

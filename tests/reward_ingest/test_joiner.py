@@ -349,3 +349,23 @@ def test_joiner_throughput_on_redis(redis_url: str) -> None:
     rate = asyncio.run(run())
     print(f"\njoiner on redis: {rate:,.0f} inputs/s")
     assert rate > 2000
+
+
+def test_the_in_process_joined_log_is_trimmed_like_the_stream() -> None:
+    def joined(i: int) -> JoinedEvent:
+        return JoinedEvent(f'{{"event_id":"e{i}"}}', float(i), False, 1, 0.0)
+
+    async def scenario() -> None:
+        log = JoinedLog(maxlen=10)
+        for i in range(11):
+            log.append(joined(i))
+        assert len(await log.read_joined(100)) == 11  # a tenth over before trimming
+        log.append(joined(11))  # back to the newest 10
+        kept = await log.read_joined(100)
+        assert [entry_id for entry_id, _ in kept] == [f"{i}-0" for i in range(3, 13)]
+        assert [event.reward for _, event in kept] == [float(i) for i in range(2, 12)]
+        # A reader behind the trim resumes at the oldest kept; one ahead reads on.
+        assert (await log.read_joined(1, after="1-0"))[0][0] == "3-0"
+        assert await log.read_joined(5, after="12-0") == []
+
+    asyncio.run(scenario())

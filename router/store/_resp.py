@@ -1,11 +1,10 @@
 """One pipelined Redis connection on an asyncio Protocol, for the decision log's writes.
 
 Every routed request waits for its decision's write, so the write's client cost is
-on every request's latency. redis-py's asyncio client costs ~120 µs per EVALSHA
-round trip here at one request at a time (stream reader and writer, an
-``asyncio.timeout`` per read, the pool's lock), a Protocol with hiredis's packer
-and reader ~80 µs, of which ~70 are the loopback round trip itself
-(``bench/README.md``, "Where the time goes"). This client does only that: send
+on every request's latency. One EVALSHA at a time under uvloop took 109 µs through
+redis-py's asyncio client (stream reader and writer, an ``asyncio.timeout`` per
+read, the pool's lock) and 77 µs through this Protocol with hiredis's packer and
+reader, whose bare PING took 72 µs (``bench/_resp_cost.py``). This client does only that: send
 commands, match replies in order, fail everything in flight when the connection
 drops or a reply is late (after a timeout the replies would be out of step, so
 the connection is closed, not reused). It speaks RESP2 over plain TCP to

@@ -6,8 +6,9 @@ appending request writes its own event at once; otherwise the events queued whil
 a write was in flight go together in the next round trip (up to ``MAX_BATCH``), so
 N concurrent requests cost about one round trip, not N. One write is in flight at a
 time, so the stream keeps the order of acknowledgement. Writes go over one pipelined
-connection of our own (``router.store._resp``: ~40 µs less per round trip than
-redis-py's client); reads, pings and URLs it does not speak use redis-py.
+connection of our own (``router.store._resp``: ~30 µs less per round trip than
+redis-py's client, ``bench/_resp_cost.py``); reads, pings, TLS and URLs it does
+not speak use redis-py.
 
 Each batch goes through one Lua script call that, per event, sets
 ``bandit:decisions:seen:<event_id>`` with ``SET NX EX`` and ``XADD``s (``MAXLEN ~``)

@@ -161,3 +161,28 @@ async def drive_redis(url: str, *, batch: int = 100, learner_batch: int = 50,
 async def _close(*clients: aioredis.Redis) -> None:
     for client in clients:
         await client.aclose()
+
+
+async def crash_repeatedly(url: str, rng: random.Random, *, max_delay_s: float,
+                           crashes: int = 12) -> int:
+    """``drive_redis`` on ``url``, cancelled (a crash) at a random moment up to
+    ``max_delay_s`` after it is ready, ``crashes`` times; then one life runs to the end.
+    Returns how many lives were cancelled mid-work (fewer when one finished first).
+    The lease TTL is short (0.3 s) so that each life takes over the last one's leases."""
+    interrupted = 0
+    while True:
+        ready = asyncio.Event()
+        task = asyncio.create_task(drive_redis(url, lease_ttl_s=0.3, on_ready=ready.set))
+        await asyncio.wait([task, asyncio.create_task(ready.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        if interrupted >= crashes:
+            await task
+            return interrupted
+        await asyncio.sleep(rng.uniform(0, max_delay_s))
+        if task.done():  # the work finished before this crash: nothing left to interrupt
+            await task
+            return interrupted
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        interrupted += 1

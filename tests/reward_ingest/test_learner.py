@@ -34,6 +34,7 @@ from tests.reward_ingest._pipeline import (
     RULES,
     T0,
     T_END,
+    crash_repeatedly,
     decision,
     drive_redis,
     fixed_input,
@@ -174,28 +175,8 @@ def test_exactly_once_with_cancellations(redis_url: str, reference: Any) -> None
     rng = random.Random(1)
     run_time = reference[1]
 
-    async def crashes() -> int:
-        interrupted = 0
-        while True:
-            ready = asyncio.Event()
-            task = asyncio.create_task(drive_redis(redis_url, lease_ttl_s=0.3,
-                                                   on_ready=ready.set))
-            await asyncio.wait([task, asyncio.create_task(ready.wait())],
-                               return_when=asyncio.FIRST_COMPLETED)
-            if interrupted >= 12:
-                await task
-                return interrupted
-            # Short lives: 12 of them cannot finish the work, so every crash is mid-work.
-            await asyncio.sleep(rng.uniform(0, run_time / 8))
-            if task.done():
-                await task
-                continue
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            interrupted += 1
-
-    assert asyncio.run(crashes()) >= 10
+    # Short lives: 12 of them cannot finish the work, so every crash is mid-work.
+    assert asyncio.run(crash_repeatedly(redis_url, rng, max_delay_s=run_time / 8)) >= 10
     assert outcome(redis_url) == reference[0]
 
 

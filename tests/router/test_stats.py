@@ -49,7 +49,14 @@ from router.timeline import build_timeline
 from tests._redis_server import RedisServer
 from tests._servers import run_asgi
 from tests.reward_ingest._moto import aws_env, create_endpoint, moto_server
-from tests.reward_ingest._pipeline import T0, decision, drive_redis, fixed_input, write_input
+from tests.reward_ingest._pipeline import (
+    T0,
+    crash_repeatedly,
+    decision,
+    drive_redis,
+    fixed_input,
+    write_input,
+)
 
 TOKEN = "stats-test-token"  # noqa: S105 - a test's own admin token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -173,28 +180,8 @@ def test_redis_totals_exactly_once_under_crashes(redis_server: RedisServer) -> N
     run_time = time.perf_counter() - started
     rng = random.Random(5)
 
-    async def crashes() -> int:
-        interrupted = 0
-        while True:
-            ready = asyncio.Event()
-            task = asyncio.create_task(drive_redis(crashed, lease_ttl_s=0.3,
-                                                   on_ready=ready.set))
-            await asyncio.wait([task, asyncio.create_task(ready.wait())],
-                               return_when=asyncio.FIRST_COMPLETED)
-            if interrupted >= 12:
-                await task
-                return interrupted
-            # Short lives: 12 of them cannot finish the work, so every crash is mid-work.
-            await asyncio.sleep(rng.uniform(0, run_time / 8))
-            if task.done():
-                await task
-                return interrupted
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            interrupted += 1
-
-    assert asyncio.run(crashes()) >= 10
+    # Short lives: 12 of them cannot finish the work, so every crash is mid-work.
+    assert asyncio.run(crash_repeatedly(crashed, rng, max_delay_s=run_time / 8)) >= 10
     for name in ("first", "maxed", "summed"):
         reference = redis_totals(clean, name)
         assert redis_totals(crashed, name) == reference

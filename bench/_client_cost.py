@@ -134,7 +134,7 @@ def async_way(setup: Setup, concurrency: int) -> Way:
 
 
 def _pooled_session(max_connections: int) -> aiohttp.ClientSession:
-    """A session set up as the project's ``router.backends.base.pooled_session`` (copied:
+    """A session set up as the project's ``router.backends.base.SessionPool`` (copied:
     ``_aiobotocore_cost.py`` cannot import the project)."""
     connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections,
                                      ttl_dns_cache=60, keepalive_timeout=30)

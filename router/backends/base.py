@@ -57,16 +57,33 @@ class Backend(Protocol):
         ...
 
 
-def pooled_session(*, max_connections: int, connect_timeout_s: float,
-                   read_timeout_s: float) -> aiohttp.ClientSession:
-    """One keep-alive connection pool for all calls (a session per call costs a handshake)."""
-    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections,
-                                     ttl_dns_cache=60, keepalive_timeout=30)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s,
-                                    sock_read=read_timeout_s)
-    # No cookie jar: these are API calls, and the jar costs time per response.
-    return aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                 cookie_jar=aiohttp.DummyCookieJar())
+class SessionPool:
+    """One keep-alive aiohttp session for all of a backend's calls (a session per call
+    costs a handshake): opened by the backend's ``start``, closed by its ``close``."""
+
+    def __init__(self, *, max_connections: int, connect_timeout_s: float,
+                 read_timeout_s: float) -> None:
+        self._limits = (max_connections, connect_timeout_s, read_timeout_s)
+        self.session: aiohttp.ClientSession | None = None
+        """The open session, or None before ``open`` and after ``close``."""
+
+    def open(self) -> None:
+        """Create the session (once)."""
+        if self.session is None:
+            connections, connect_s, read_s = self._limits
+            connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections,
+                                             ttl_dns_cache=60, keepalive_timeout=30)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s,
+                                            sock_read=read_s)
+            # No cookie jar: these are API calls, and the jar costs time per response.
+            self.session = aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                                 cookie_jar=aiohttp.DummyCookieJar())
+
+    async def close(self) -> None:
+        """Close the session and its connections."""
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
 
 
 def common_headers(request: InvokeRequest) -> dict[str, str]:

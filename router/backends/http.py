@@ -11,8 +11,8 @@ from router.backends.base import (
     H_CUSTOM,
     InvokeRequest,
     InvokeResult,
+    SessionPool,
     common_headers,
-    pooled_session,
 )
 from router.errors import InternalFailure, ModelError, ServiceUnavailable, ValidationError
 
@@ -28,9 +28,10 @@ class HttpBackend:
                  connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
                  max_error_chars: int = 1024) -> None:
         self._urls = {variant: URL(url) for variant, url in urls.items()}
-        self._limits = (max_connections, connect_timeout_s, read_timeout_s)
+        self._pool = SessionPool(max_connections=max_connections,
+                                 connect_timeout_s=connect_timeout_s,
+                                 read_timeout_s=read_timeout_s)
         self._max_error_chars = max_error_chars
-        self._http: aiohttp.ClientSession | None = None
 
     def add_variant(self, variant: str, url: str) -> None:
         """Serve ``variant`` from ``url`` from now on (arms come and go at run time)."""
@@ -42,27 +43,23 @@ class HttpBackend:
 
     async def start(self) -> None:
         """Open the connection pool."""
-        if self._http is None:
-            connections, connect, read = self._limits
-            self._http = pooled_session(max_connections=connections, connect_timeout_s=connect,
-                                        read_timeout_s=read)
+        self._pool.open()
 
     async def close(self) -> None:
         """Close the connection pool."""
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._pool.close()
 
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
         """POST ``request.body`` to the variant's URL and pass its answer back."""
-        if self._http is None:
+        http = self._pool.session
+        if http is None:
             raise InternalFailure("HTTP backend used before start()")
         url = self._urls.get(request.variant)
         if url is None:
             raise ValidationError(f"Variant {request.variant} not found for endpoint "
                                   f"{request.endpoint}.")
         try:
-            async with self._http.post(url, data=request.body,
+            async with http.post(url, data=request.body,
                                        headers=common_headers(request)) as response:
                 body = await response.read()
                 status = response.status

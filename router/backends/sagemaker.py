@@ -30,8 +30,8 @@ from router.backends.base import (
     H_TARGET,
     InvokeRequest,
     InvokeResult,
+    SessionPool,
     common_headers,
-    pooled_session,
 )
 from router.errors import InternalFailure, ServiceUnavailable
 
@@ -94,11 +94,12 @@ class SageMakerBackend:
         self.endpoint_url = resolve_endpoint_url(endpoint_url, self.region, self._session)
         self.max_attempts = max_attempts
         self._backoff = (backoff_base_s, max_backoff_s)
-        self._limits = (max_connections, connect_timeout_s, read_timeout_s)
+        self._pool = SessionPool(max_connections=max_connections,
+                                 connect_timeout_s=connect_timeout_s,
+                                 read_timeout_s=read_timeout_s)
         self.quota = RetryQuota()
         self._credentials: Credentials | None = None
         self._signer = SigV4Signer(SIGNING_NAME, self.region)
-        self._http: aiohttp.ClientSession | None = None
         self._urls: dict[str, tuple[str, URL]] = {}  # endpoint: (canonical path, URL)
         # Sent and signed as given: botocore then need not parse the URL twice per call.
         self._host = _host(self.endpoint_url)
@@ -111,16 +112,11 @@ class SageMakerBackend:
                 raise RuntimeError("no AWS credentials found (environment, shared "
                                    "credentials or config file, container or instance role)")
             self._credentials = credentials
-        if self._http is None:
-            connections, connect, read = self._limits
-            self._http = pooled_session(max_connections=connections, connect_timeout_s=connect,
-                                        read_timeout_s=read)
+        self._pool.open()
 
     async def close(self) -> None:
         """Close the connection pool."""
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._pool.close()
 
     def _url(self, endpoint: str) -> tuple[str, URL]:
         url = self._urls.get(endpoint)
@@ -159,7 +155,7 @@ class SageMakerBackend:
 
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
         """Invoke ``request.variant`` of ``request.endpoint``, retrying as botocore does."""
-        http = self._http
+        http = self._pool.session
         if http is None:
             raise InternalFailure("SageMaker backend used before start()")
         url = self._url(request.endpoint)

@@ -42,11 +42,11 @@ def invocation_endpoint(scope: Scope) -> str | None:
 
 
 def request_headers(scope: Scope) -> dict[str, str]:
-    """The request's headers by lower-case name; the first of repeated ones, as
-    Starlette's ``Headers.get`` answers."""
+    """The request's headers by name (ASGI servers send names in lower case); the
+    first of repeated ones, as Starlette's ``Headers.get`` answers."""
     headers: dict[str, str] = {}
     for name, value in scope["headers"]:
-        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return headers
 
 

@@ -48,8 +48,8 @@ def test_websocket_and_lifespan_scopes_are_left_alone() -> None:
         is None
 
 
-def test_headers_by_lower_case_name_first_one_wins() -> None:
-    raw = [(b"content-type", b"text/csv"), (b"X-Bandit-Unit-Id", b"u1"),
+def test_headers_by_name_first_one_wins() -> None:
+    raw = [(b"content-type", b"text/csv"), (b"x-bandit-unit-id", b"u1"),
            (b"content-type", b"application/json")]
     assert request_headers({"headers": raw}) == {"content-type": "text/csv",
                                                  "x-bandit-unit-id": "u1"}

@@ -46,7 +46,7 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
         manager: AbstractAsyncContextManager[Any] = router_lifespan(application)
         async with manager:
             await rewards.start()
-            service = memory_service(settings, store, rewards, registry.publish_snapshot,
+            service = memory_service(settings, store, rewards, registry.snapshots,
                                      stats=stats)
             app.state.ingest = service
             try:

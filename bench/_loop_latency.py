@@ -36,8 +36,7 @@ from _loop_data import ARMS, ENDPOINT, EXPERIMENT
 from _loop_servers import start_ingester, write_config
 from _servers import Fleet, Server, start_redis, start_serve
 
-from reward_ingest.joiner_redis import JOINED_STREAM
-from reward_ingest.learner_redis import POLICY_PREFIX
+from common.storage.keys import JOINED_STREAM, policy_key
 from reward_ingest.signing import sign
 
 SECRET = "bench-loop-secret"  # noqa: S105 - this benchmark's own webhook secret
@@ -78,7 +77,7 @@ def _served(client: httpx.Client, router: Server) -> int:
 
 
 def _published(store: redis.Redis) -> int:
-    version: Any = store.hget(POLICY_PREFIX + EXPERIMENT, "version")
+    version: Any = store.hget(policy_key(EXPERIMENT), "version")
     return int(version or 0)
 
 

@@ -31,15 +31,17 @@ import vowpalwabbit
 from _loop_data import ARMS, EXPERIMENT, ONLINE_COVER, SEED, Event, joined_entry, reward_entry
 
 from bandit import make_policy
+from common.storage.keys import (
+    DECISIONS_STREAM,
+    JOINED_STREAM,
+    LEARNER_PREFIX,
+    POLICY_PREFIX,
+    REWARDS_STREAM,
+)
 from reward_ingest.join_rules import JoinedEvent, JoinRule
 from reward_ingest.joiner import BATCH as JOINER_BATCH
 from reward_ingest.joiner import JoinedLog
-from reward_ingest.joiner_redis import (
-    DECISIONS_STREAM,
-    JOINED_STREAM,
-    REWARDS_STREAM,
-    RedisJoiner,
-)
+from reward_ingest.joiner_redis import RedisJoiner
 from reward_ingest.learner import BATCH as LEARNER_BATCH
 from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner
 from reward_ingest.learner_redis import RedisLearner
@@ -89,8 +91,8 @@ async def fill_inputs(url: str, items: Sequence[Event]) -> None:
 
 
 async def _reset_learner(client: aioredis.Redis) -> None:
-    keys = [key async for key in client.scan_iter(match="bandit:learner:*")]
-    keys += [key async for key in client.scan_iter(match="bandit:policy:*")]
+    keys = [key async for key in client.scan_iter(match=LEARNER_PREFIX + "*")]
+    keys += [key async for key in client.scan_iter(match=POLICY_PREFIX + "*")]
     if keys:
         await client.delete(*keys)
 

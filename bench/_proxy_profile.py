@@ -43,8 +43,8 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("router: metrics (metrics.py) + prometheus_client",
      ("router/metrics.py", "prometheus_client/")),
     ("router: SageMaker backend, our code (backends/)", ("router/backends/",)),
-    ("router: decision log, our code (store/, common/group_commit.py)",
-     ("router/store/", "common/group_commit.py")),
+    ("router: decision log, our code (store/, common/storage/)",
+     ("router/store/", "common/storage/")),
     ("pass-through handler (bench/_proxy_apps.py)", ("_proxy_apps.py",)),
     ("hmac/hashlib (+ botocore, email.message): SigV4 signing",
      ("botocore/", "hmac.py", "email/", "hashlib.py")),
@@ -82,7 +82,7 @@ ROUTER_STEPS: tuple[tuple[str, str], ...] = (
     ("├ Starlette Response (build + send)", "Response.__call__ (starlette/responses.py)"),
     ("└ after the answer: guardrails + metrics", "_account (router/routes/invocations.py)"),
     ("flusher task: batches queued behind a write in flight",
-     "GroupCommit._flush_loop (common/group_commit.py)"),
+     "GroupCommit._flush_loop (common/storage/group_commit.py)"),
     ("RESP replies read (data_received)", "_Protocol.data_received (router/store/_resp.py)"),
 )
 

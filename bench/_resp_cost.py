@@ -27,9 +27,10 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.storage.keys import DECISIONS_STREAM, decision_seen_key
 from router.store import RedisStore
 from router.store._resp import RespConnection
-from router.store.base import DECISIONS_STREAM, DEDUPE_XADD, SEEN_PREFIX
+from router.store.base import DEDUPE_XADD
 from tests._redis_server import RedisServer
 
 ROUNDS = 3
@@ -62,7 +63,7 @@ async def _measure(url: str, n: int, spool: Path) -> dict[str, float]:
     line = json.dumps(_event(0), separators=(",", ":"))
 
     def script_args(tag: str, i: int) -> tuple[str | int, ...]:
-        return (2, DECISIONS_STREAM, f"{SEEN_PREFIX}{tag}-{i}", 1_000_000, 3600, line)
+        return (2, DECISIONS_STREAM, decision_seen_key(f"{tag}-{i}"), 1_000_000, 3600, line)
 
     async def redis_py_script(i: int) -> object:
         _, stream, key, *args = script_args("py", i)

@@ -62,6 +62,8 @@ import _proxy_servers as servers
 from _proxy_wrk import WrkResult, parse_output, run_wrk, write_script
 from _servers import BIN, BenchError, Server, find_tool, require_tools, start_redis
 
+from common.storage.keys import DECISIONS_STREAM
+
 TARGETS = ("direct", "nginx", "passthrough", "router-memory", "router-redis")
 LABELS = {"direct": "(a) direct: the variant", "nginx": "(b) nginx split_clients",
           "passthrough": "(c) FastAPI + aiohttp pass-through",
@@ -395,7 +397,7 @@ def _run(args: argparse.Namespace, argv: list[str], targets: list[str],
         router = started["router-redis"]
         ready = servers.readyz(router)
         store = ready.get("store")
-        logged = servers.redis_stream_length(redis.port, "bandit:decisions")
+        logged = servers.redis_stream_length(redis.port, DECISIONS_STREAM)
         sent = sum(s.at32.requests + s.at1.requests for s in results.samples["router-redis"])
         notes.append(f"router-redis: {logged:,} decision events on the Redis stream after "
                      f"{sent:,} measured requests (+ warm-ups); store status {store}")

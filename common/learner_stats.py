@@ -2,8 +2,9 @@
 
 ``reward_ingest`` writes them (the learner in the same atomic step as its checkpoint,
 so a crash and replay never counts an event twice; the weight pusher after each
-push); ``router`` reads them for ``/stats``, ``/timeline`` and the dashboard. The names
-live here because neither package imports the other.
+push); ``router`` reads them for ``/stats``, ``/timeline`` and the dashboard. The format
+lives here because neither package imports the other; the key names are in
+``common.storage.keys`` (``stats_key``, ``timeline_key``, ``pushes_key``).
 
 On Redis, per experiment ``E``:
 
@@ -33,27 +34,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-STATS_PREFIX = "bandit:stats:"
-TIMELINE_PREFIX = "bandit:timeline:"
-PUSHES_PREFIX = "bandit:pushes:"
 TIMELINE_MAXLEN = 2000
 PUSHES_MAXLEN = 100
 TOTAL_FIELDS = ("n", "sum", "sumsq", "defaults")
-
-
-def stats_key(experiment: str) -> str:
-    """``bandit:stats:{experiment}``."""
-    return STATS_PREFIX + experiment
-
-
-def timeline_key(experiment: str) -> str:
-    """``bandit:timeline:{experiment}``."""
-    return TIMELINE_PREFIX + experiment
-
-
-def pushes_key(experiment: str) -> str:
-    """``bandit:pushes:{experiment}``."""
-    return PUSHES_PREFIX + experiment
 
 
 def total_field(variant: str, name: str) -> str:

@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from common.storage.streams import MemoryStream
+
 from .join_rules import (
     DecisionIn,
     JoinedEvent,
@@ -89,37 +91,17 @@ JOINED_MAXLEN = 1_000_000
 """About how many joined events a joined stream keeps (Redis: ``XADD MAXLEN ~``)."""
 
 
-class JoinedLog:
-    """The in-process joined stream: ids ``"1-0"``, ``"2-0"``… like ``MemoryStore``.
-
-    Keeps the newest ``maxlen`` events, trimming a tenth at a time once over, as the
-    Redis joined stream is trimmed; ids keep counting, and a reader that fell behind
-    the trim resumes at the oldest event kept.
-    """
+class JoinedLog(MemoryStream[JoinedEvent]):
+    """The in-process joined stream, trimmed to about ``maxlen`` events like the Redis
+    joined stream (``MemoryStream``)."""
 
     def __init__(self, maxlen: int = JOINED_MAXLEN) -> None:
-        if maxlen < 1:
-            raise ValueError("maxlen must be >= 1")
-        self.maxlen = maxlen
-        self.entries: list[JoinedEvent] = []
-        self.trimmed = 0
-        """Events dropped from the front: ``entries[0]`` is event number ``trimmed + 1``."""
-
-    def append(self, event: JoinedEvent) -> None:
-        """Add ``event`` at the end."""
-        self.entries.append(event)
-        if len(self.entries) > self.maxlen + max(self.maxlen // 10, 1):
-            excess = len(self.entries) - self.maxlen
-            del self.entries[:excess]
-            self.trimmed += excess
+        super().__init__(maxlen)
 
     async def read_joined(self, count: int,
                           after: str = "0") -> list[tuple[str, JoinedEvent]]:
         """Up to ``count`` entries after the id ``after``, oldest first."""
-        start = max(int(after.split("-", 1)[0]), self.trimmed)
-        index = start - self.trimmed
-        chosen = self.entries[index:index + max(count, 0)]
-        return [(f"{start + i + 1}-0", event) for i, event in enumerate(chosen)]
+        return self.read(count, after)
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """The joiner on Redis: three Lua scripts make every input's effect exactly once.
 
-Keys (``P`` = ``bandit:join:``):
+Keys (``P`` = ``bandit:join:``; the names are in ``common.storage.keys``):
 
 | key | holds |
 | --- | --- |
@@ -46,6 +46,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from common.storage.keys import (
+    DECISIONS_STREAM,
+    JOIN_COUNTS_PREFIX,
+    JOIN_DEADLINES,
+    JOIN_LEASE,
+    JOIN_OFFSETS,
+    JOIN_PREFIX,
+    JOINED_STREAM,
+    REWARDS_STREAM,
+)
+from common.storage.streams import read_after
+
 from .join_rules import (
     DecisionIn,
     JoinRule,
@@ -60,15 +72,10 @@ from .lease import DEFAULT_TTL_S, LeaseLost, RedisLease
 
 logger = logging.getLogger(__name__)
 
-DECISIONS_STREAM = "bandit:decisions"
-REWARDS_STREAM = "bandit:rewards"
-JOINED_STREAM = "bandit:joined"
-PREFIX = "bandit:join:"
-OFFSETS = PREFIX + "offsets"
-DEADLINES = PREFIX + "deadlines"
-LEASE = PREFIX + "lease"
-_PRELUDE = """
-local P, UNKNOWN, JOINED = 'bandit:join:', '_unknown', 'bandit:joined'
+# The names the scripts use, from common.storage.keys (the Lua has no braces).
+_PRELUDE = f"""
+local P, UNKNOWN, JOINED = '{JOIN_PREFIX}', '{UNKNOWN}', '{JOINED_STREAM}'
+local COUNTS, DEADLINES = '{JOIN_COUNTS_PREFIX}', '{JOIN_DEADLINES}'
 local function newer(id, last)
   if not last then return true end
   local a, b = string.match(id, '^(%d+)-(%d+)$')
@@ -77,13 +84,13 @@ local function newer(id, last)
   return a > c or (a == c and b > d)
 end
 local function count(exp, name, by)
-  if by ~= 0 then redis.call('HINCRBY', P .. 'counts:' .. exp, name, by) end
+  if by ~= 0 then redis.call('HINCRBY', COUNTS .. exp, name, by) end
 end
 local function mark_done(id, exp, ttl)
   redis.call('SET', P .. 'done:' .. id, exp, 'PX', ttl)
   redis.call('DEL', P .. 'p:' .. id, P .. 'v:' .. id)
   redis.call('PEXPIRE', P .. 'r:' .. id, ttl)
-  redis.call('ZREM', P .. 'deadlines', id)
+  redis.call('ZREM', DEADLINES, id)
 end
 local function finish(id, exp, json, reward, default, n, now, ttl, maxlen)
   redis.call('XADD', JOINED, 'MAXLEN', '~', maxlen, '*', 'event', json, 'reward', reward,
@@ -131,7 +138,7 @@ if mode == 'first' then
   count(exp, 'out_of_range', #values)
   redis.call('DEL', v)
 end
-redis.call('ZADD', P .. 'deadlines', ARGV[10], id)
+redis.call('ZADD', DEADLINES, ARGV[10], id)
 return 1
 """
 
@@ -161,7 +168,7 @@ if redis.call('SADD', r, rid) == 0 then
 end
 if not exp then
   redis.call('RPUSH', P .. 'v:' .. id, text)
-  redis.call('ZADD', P .. 'deadlines', 'NX', ARGV[6], id)
+  redis.call('ZADD', DEADLINES, 'NX', ARGV[6], id)
   return 1
 end
 local x = tonumber(text)
@@ -178,7 +185,7 @@ return 1
 # Returns -1 fenced, 0 not due (or done already), 1 closed, 2 closed and joined.
 ON_DEADLINE = _PRELUDE + """
 local id, now = ARGV[2], ARGV[3]
-local score = redis.call('ZSCORE', P .. 'deadlines', id)
+local score = redis.call('ZSCORE', DEADLINES, id)
 if not score or tonumber(score) > tonumber(now) then return 0 end
 local values = redis.call('LRANGE', P .. 'v:' .. id, 0, -1)
 local w = redis.call('HMGET', P .. 'p:' .. id, 'e', 'mode', 'min', 'max', 'default', 'd')
@@ -233,7 +240,7 @@ class RedisJoiner:
         self._ttl_ms = str(max(1, round(ttl * 1000)))
         self._batch = batch
         self._maxlen = str(joined_maxlen)
-        self.lease = RedisLease(client, LEASE, lease_ttl_s)
+        self.lease = RedisLease(client, JOIN_LEASE, lease_ttl_s)
         self._on_decision = client.register_script(ON_DECISION)
         self._on_reward = client.register_script(ON_REWARD)
         self._on_deadline = client.register_script(ON_DEADLINE)
@@ -253,9 +260,9 @@ class RedisJoiner:
     async def counts(self) -> dict[str, dict[str, int]]:
         """Experiment -> counter -> value, from ``bandit:join:counts:*``."""
         result: dict[str, dict[str, int]] = {}
-        async for key in self._redis.scan_iter(match=PREFIX + "counts:*", count=1000):
+        async for key in self._redis.scan_iter(match=JOIN_COUNTS_PREFIX + "*", count=1000):
             values = await _wait(self._redis.hgetall(key))
-            result[key.removeprefix(PREFIX + "counts:")] = {
+            result[key.removeprefix(JOIN_COUNTS_PREFIX)] = {
                 name: int(values[name]) for name in COUNTERS if name in values}
         return result
 
@@ -264,7 +271,7 @@ class RedisJoiner:
         self.lease.check()
         token, now_text = self.lease.token, reward_text(now)
         decisions_at, rewards_at = await _wait(
-            self._redis.hmget(OFFSETS, ["decisions", "rewards"]))
+            self._redis.hmget(JOIN_OFFSETS, ["decisions", "rewards"]))
         decisions = await self._read(DECISIONS_STREAM, decisions_at)
         rewards = await self._read(REWARDS_STREAM, rewards_at)
         calls: list[tuple[Any, list[str]]] = [
@@ -273,7 +280,7 @@ class RedisJoiner:
         calls += [(self._on_reward, [token, stream_id, *self._reward_args(
             fields.get("reward", ""), now_text)]) for stream_id, fields in rewards]
         await self._call(calls)
-        due = await self._redis.zrangebyscore(DEADLINES, "-inf", now_text, start=0,
+        due = await self._redis.zrangebyscore(JOIN_DEADLINES, "-inf", now_text, start=0,
                                               num=self._batch)
         await self._call([(self._on_deadline, [token, event_id, now_text, self._ttl_ms,
                                                 self._maxlen]) for event_id in due])
@@ -285,7 +292,7 @@ class RedisJoiner:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for script, args in calls:
-                await script(keys=[LEASE, OFFSETS], args=args, client=pipe)
+                await script(keys=[JOIN_LEASE, JOIN_OFFSETS], args=args, client=pipe)
             self._tally(await pipe.execute())
 
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time,
@@ -308,9 +315,8 @@ class RedisJoiner:
         await self.lease.release()
 
     async def _read(self, stream: str, after: str | None) -> list[tuple[str, dict[str, str]]]:
-        start = "-" if after is None else f"({after}"
-        entries: list[tuple[str, dict[str, str]]] = await self._redis.xrange(
-            stream, min=start, count=self._batch)
+        entries: list[tuple[str, dict[str, str]]] = await read_after(
+            self._redis, stream, after, self._batch)
         return entries
 
     def _decision_args(self, text: str, now: str) -> list[str]:
@@ -341,7 +347,7 @@ class RedisJoiner:
     def _tally(self, replies: list[Any]) -> None:
         if any(reply == -1 for reply in replies):
             self.lease.lost = True
-            raise LeaseLost(f"joiner lease {LEASE} lost")
+            raise LeaseLost(f"joiner lease {JOIN_LEASE} lost")
         self.joined += sum(1 for reply in replies if reply == 2)
 
 
@@ -350,4 +356,4 @@ async def _wait(call: Any) -> Any:
     return await call
 
 
-__all__ = ["DECISIONS_STREAM", "JOINED_STREAM", "REWARDS_STREAM", "UNKNOWN", "RedisJoiner"]
+__all__ = ["UNKNOWN", "RedisJoiner"]

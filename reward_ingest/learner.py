@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from bandit import BanditError, Feedback, Policy, load_policy, make_policy
 from common.learner_stats import MemoryLearnerStats
+from common.storage.snapshots import MemorySnapshots
 
 from .join_rules import JoinedEvent
 from .joiner import JoinedLog
@@ -297,10 +298,9 @@ class MemoryCheckpoints:
     """In-process checkpoints and published snapshots, as the Redis layout keeps them."""
 
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
-    published: dict[str, tuple[int, bytes]] = field(default_factory=dict)
-    """Experiment -> (version, snapshot), like ``bandit:policy:{experiment}``."""
-    changed: asyncio.Condition | None = None
-    """Notified on every publication, when set (the in-process ``PUBLISH``)."""
+    snapshots: MemorySnapshots = field(default_factory=MemorySnapshots)
+    """Where snapshots are published (``bandit:policy:{experiment}``); the in-process
+    router's registry reads the same object."""
     stats: MemoryLearnerStats = field(default_factory=MemoryLearnerStats)
     """Reward totals and timeline, written with each checkpoint (``bandit:stats:*``)."""
 
@@ -325,18 +325,16 @@ class MemoryLearner(LearnerLoop):
                     rewards: RewardTally | None = None, point: str | None = None) -> int | None:
         if not isinstance(self.lease, MemoryLease) or not self.lease.owns():
             return None
-        # One synchronous step (no await until the notification): atomic in this process.
-        name = self.settings.experiment
-        version = self._store.published.get(name, (0, b""))[0]
+        # One synchronous step (no await): atomic in this process.
+        name, snapshots = self.settings.experiment, self._store.snapshots
         if publish:
-            version += 1
-            self._store.published[name] = (version, snapshot)
+            version = snapshots.publish(name, snapshot)
+        else:
+            latest = snapshots.latest(name)
+            version = latest.version if latest is not None else 0
         self._store.checkpoints[name] = Checkpoint(snapshot, offset, version)
         if rewards is not None:
             self._store.stats.add_totals(name, rewards.deltas())
         if point is not None:
             self._store.stats.append_point(name, point)
-        if publish and self._store.changed is not None:
-            async with self._store.changed:
-                self._store.changed.notify_all()
         return version

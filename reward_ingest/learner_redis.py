@@ -17,8 +17,9 @@ Keys per experiment ``E``:
 learner's, so a learner that lost its lease (paused, cut off, expired) can never
 overwrite its successor's progress. The reward totals and timeline point of a batch
 are written by the same script, so they are counted exactly once with the events that
-produced them (a replayed batch was never checkpointed). The published layout is the one
-``router.registry.redis_registry.publish_snapshot`` writes (same script shape).
+produced them (a replayed batch was never checkpointed). The snapshot is published by
+``common.storage.snapshots``' Lua function, the one way to publish on Redis; routers
+read it through ``router.registry``. The names are in ``common.storage.keys``.
 """
 
 from __future__ import annotations
@@ -27,63 +28,57 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from common.learner_stats import TIMELINE_MAXLEN, stats_key, timeline_key
+from common.learner_stats import TIMELINE_MAXLEN
+from common.storage.keys import (
+    JOINED_STREAM,
+    learner_checkpoint_key,
+    learner_lease_key,
+    policy_key,
+    stats_key,
+    timeline_key,
+)
+from common.storage.snapshots import PUBLISH_SNAPSHOT_LUA
+from common.storage.streams import read_after
 
 from .join_rules import JoinedEvent
-from .joiner_redis import JOINED_STREAM
 from .learner import Checkpoint, LearnerLoop, LearnerSettings
 from .lease import RedisLease
 from .stats_sink import RewardTally
 
-POLICY_PREFIX = "bandit:policy:"
-POLICY_CHANNEL = "bandit:policy:changed"
-
 # KEYS: lease, checkpoint, published policy, reward totals, timeline. ARGV: token, snapshot,
-# offset, publish (0/1), channel, experiment, policy version, timeline point ('' = none),
-# timeline bound, then (totals field, increment) pairs. Returns the published version, or
-# -1 if fenced (then nothing at all is written).
-CHECKPOINT = """
+# offset, publish (0/1), experiment, policy version, timeline point ('' = none), timeline
+# bound, then (totals field, increment) pairs. Returns the published version, or -1 if
+# fenced (then nothing at all is written).
+CHECKPOINT = PUBLISH_SNAPSHOT_LUA + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-for i = 10, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1])
 end
-if ARGV[8] ~= '' then
-  redis.call('RPUSH', KEYS[5], ARGV[8])
-  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[9]), -1)
+if ARGV[7] ~= '' then
+  redis.call('RPUSH', KEYS[5], ARGV[7])
+  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[8]), -1)
 end
 local version = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
 if ARGV[4] == '1' then
-  version = redis.call('HINCRBY', KEYS[3], 'version', 1)
-  redis.call('HSET', KEYS[3], 'snapshot', ARGV[2])
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  version = publish_snapshot(KEYS[3], ARGV[2], ARGV[5])
 end
 redis.call('HSET', KEYS[2], 'snapshot', ARGV[2], 'offset', ARGV[3], 'version', version,
-           'policy_version', ARGV[7])
+           'policy_version', ARGV[6])
 return version
 """
-
-
-def lease_key(experiment: str) -> str:
-    """``bandit:learner:{experiment}:lease``."""
-    return f"bandit:learner:{experiment}:lease"
-
-
-def checkpoint_key(experiment: str) -> str:
-    """``bandit:learner:{experiment}:checkpoint``."""
-    return f"bandit:learner:{experiment}:checkpoint"
 
 
 class RedisLearner(LearnerLoop):
     """One experiment's learner over ``bandit:joined`` (client without decode_responses)."""
 
     def __init__(self, client: aioredis.Redis, settings: LearnerSettings) -> None:
-        super().__init__(settings, RedisLease(client, lease_key(settings.experiment),
+        super().__init__(settings, RedisLease(client, learner_lease_key(settings.experiment),
                                               settings.lease_ttl_s))
         self._redis = client
         self._checkpoint = client.register_script(CHECKPOINT)
-        self._keys = [lease_key(settings.experiment), checkpoint_key(settings.experiment),
-                      POLICY_PREFIX + settings.experiment, stats_key(settings.experiment),
-                      timeline_key(settings.experiment)]
+        name = settings.experiment
+        self._keys = [learner_lease_key(name), learner_checkpoint_key(name), policy_key(name),
+                      stats_key(name), timeline_key(name)]
 
     @classmethod
     def from_url(cls, url: str, settings: LearnerSettings, **options: Any) -> RedisLearner:
@@ -103,16 +98,15 @@ class RedisLearner(LearnerLoop):
         return Checkpoint(bytes(snapshot), _text(offset), int(version or 0))
 
     async def _read(self, after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        start = "-" if after in ("0", "-") else f"({after}"
-        entries = await self._redis.xrange(JOINED_STREAM, min=start, count=count)
+        entries = await read_after(self._redis, JOINED_STREAM, after, count)
         return [(_text(stream_id), _parse(fields)) for stream_id, fields in entries]
 
     async def _save(self, snapshot: bytes, offset: str, *, publish: bool,
                     rewards: RewardTally | None = None, point: str | None = None) -> int | None:
         policy_version = self.policy.version if self.policy is not None else 0
         args: list[Any] = [self.lease.token, snapshot, offset, "1" if publish else "0",
-                           POLICY_CHANNEL, self.settings.experiment, policy_version,
-                           point or "", TIMELINE_MAXLEN]
+                           self.settings.experiment, policy_version, point or "",
+                           TIMELINE_MAXLEN]
         if rewards is not None:
             for name, delta in rewards.deltas():
                 args += [name, repr(delta)]

@@ -25,10 +25,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common.storage.keys import reward_seen_key
+from common.storage.streams import MemoryStream
+
 __all__ = [
     "DEFAULT_SEEN_TTL_S",
-    "REWARDS_STREAM",
-    "SEEN_PREFIX",
     "MemoryRewardStore",
     "Reward",
     "RewardStore",
@@ -39,12 +40,6 @@ __all__ = [
     "seen_key",
     "stored_object",
 ]
-
-REWARDS_STREAM = "bandit:rewards"
-"""The Redis stream rewards are appended to (one field, ``reward``: compact JSON)."""
-
-SEEN_PREFIX = "bandit:rewards:seen:"
-"""``seen_key(reward)`` marks a reward identity as recorded (``SET NX EX``)."""
 
 DEFAULT_SEEN_TTL_S = 2 * 86400
 """How long a reward identity is remembered: two days outlasts the retry schedules of
@@ -134,7 +129,7 @@ def seen_key(reward: Reward) -> str:
     whatever the ids' lengths.
     """
     material = json.dumps([reward.event_id, reward.reward_id], separators=(",", ":"))
-    return SEEN_PREFIX + hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
+    return reward_seen_key(hashlib.blake2b(material.encode(), digest_size=16).hexdigest())
 
 
 def encode_reward(reward: Reward) -> str:
@@ -158,15 +153,15 @@ def decode_reward(line: str | bytes) -> Reward:
 
 
 class MemoryRewardStore:
-    """Rewards in a list, ids ``"1-0"``, ``"2-0"``…; for tests and one-process runs.
+    """Rewards in a ``MemoryStream``, ids ``"1-0"``, ``"2-0"``…; for tests and one-process
+    runs.
 
-    Identities are remembered for the life of the process (no TTL), and each reward
-    goes through the JSON round trip, as it would on Redis.
+    Identities are remembered for the life of the process (no TTL, no trimming), and
+    each reward goes through the JSON round trip, as it would on Redis.
     """
 
     def __init__(self) -> None:
-        self._rewards: list[Reward] = []
-        self._seen: set[tuple[str, str]] = set()
+        self._rewards: MemoryStream[Reward] = MemoryStream(dedupe=True)
 
     async def start(self) -> None:
         """Nothing to connect to."""
@@ -179,30 +174,16 @@ class MemoryRewardStore:
         lines = [encode_reward(reward) for reward in rewards]  # fail before recording any
         accepted = 0
         for reward, line in zip(rewards, lines, strict=True):
-            identity = (reward.event_id, reward.reward_id)
-            if identity in self._seen:
-                continue
-            self._seen.add(identity)
-            self._rewards.append(decode_reward(line))
-            accepted += 1
+            accepted += self._rewards.append(decode_reward(line),
+                                             (reward.event_id, reward.reward_id))
         return accepted, len(rewards) - accepted
 
     async def read(self, count: int, after: str = "0") -> list[tuple[str, Reward]]:
         """Up to ``count`` rewards after the id ``after`` (``"N-0"`` is the N-th)."""
-        start = _sequence(after)
-        chosen = self._rewards[start:start + max(count, 0)]
-        return [(f"{start + i + 1}-0", reward) for i, reward in enumerate(chosen)]
+        return self._rewards.read(count, after)
 
     async def read_rewards(self, count: int,
                            after: str = "0") -> list[tuple[str, dict[str, Any]]]:
         """Like ``read``, each reward as its stored JSON object."""
         return [(stream_id, stored_object(encode_reward(reward)))
                 for stream_id, reward in await self.read(count, after)]
-
-
-def _sequence(stream_id: str) -> int:
-    """The N of ``"N-0"`` (or ``"N"``); ``ValueError`` naming a malformed id."""
-    head = stream_id.split("-", 1)[0]
-    if not head.isdigit():
-        raise ValueError(f"not a stream id: {stream_id!r}")
-    return int(head)

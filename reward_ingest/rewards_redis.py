@@ -1,6 +1,6 @@
 """The rewards log on the Redis stream ``bandit:rewards``: group commit, dedupe, trimming.
 
-Every ``add`` hands its rewards to a group commit (``common.group_commit``) and awaits
+Every ``add`` hands its rewards to a group commit (``common.storage.group_commit``) and awaits
 its own future: alone, the caller writes them at once; otherwise the rewards queued
 while a write was in flight (up to ``MAX_BATCH``) go together in one round trip
 through one Lua script call that, per reward, sets its seen-marker with ``SET NX EX`` and
@@ -31,10 +31,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from common.group_commit import GroupCommit
+from common.storage.group_commit import GroupCommit
+from common.storage.keys import REWARDS_STREAM
+from common.storage.streams import read_after
 from reward_ingest.rewards import (
     DEFAULT_SEEN_TTL_S,
-    REWARDS_STREAM,
     MemoryRewardStore,
     Reward,
     RewardStore,
@@ -135,9 +136,8 @@ class RedisRewardStore:
                 for stream_id, fields in await self._xrange(count, after)]
 
     async def _xrange(self, count: int, after: str) -> list[tuple[str, dict[str, str]]]:
-        start = "-" if after in ("0", "-") else f"({after}"
-        entries: list[tuple[str, dict[str, str]]] = await self._redis.xrange(
-            REWARDS_STREAM, min=start, count=count)
+        entries: list[tuple[str, dict[str, str]]] = await read_after(
+            self._redis, REWARDS_STREAM, after, count)
         return entries
 
     async def _commit(self, batch: list[_Entry]) -> None:

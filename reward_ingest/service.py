@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +33,14 @@ import redis.asyncio as aioredis
 
 from common.config import ExperimentConfig, Settings
 from common.learner_stats import MemoryLearnerStats
+from common.storage.keys import ARCHIVE_OFFSET_KEY, JOINED_STREAM
+from common.storage.snapshots import MemorySnapshots
+from common.storage.streams import read_after
 
 from .archive import Archiver
 from .join_rules import JoinedEvent, rules_of
 from .joiner import JoinedLog, MemoryJoiner, RewardReader
-from .joiner_redis import JOINED_STREAM, RedisJoiner
+from .joiner_redis import RedisJoiner
 from .learner import LearnerLoop, LearnerSettings, MemoryCheckpoints, MemoryLearner
 from .learner_redis import RedisLearner
 from .lease import MemoryLeaseTable
@@ -46,13 +49,11 @@ from .stats_sink import PushLog, RedisPushLog, push_recorder
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_OFFSET_KEY = "bandit:archive:offset"
 RECENT_SHARES = 1000  # joined decisions averaged for a contextual policy's traffic share
 READ_BATCH = 1000
 
 JoinedReader = Callable[[str, int], Awaitable[list[tuple[str, JoinedEvent | None]]]]
 OffsetStore = tuple[Callable[[], Awaitable[str]], Callable[[str], Awaitable[None]]]
-Publish = Callable[[str, bytes], Awaitable[Any]]
 
 
 @dataclass
@@ -69,8 +70,6 @@ class IngestService:
     clock: Callable[[], float] = time.time
     recent: dict[str, deque[Mapping[str, float]]] = field(default_factory=dict)
     close_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(
-        default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every part until ``stop`` is set, then flush and close."""
@@ -80,7 +79,6 @@ class IngestService:
         tasks.append(asyncio.create_task(self._follow_joined(stop), name="joined-reader"))
         tasks += [asyncio.create_task(self._push_loop(name, pusher, stop), name=f"push-{name}")
                   for name, pusher in self.pushers.items()]
-        tasks += [asyncio.create_task(part(stop)) for part in self.background]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -198,8 +196,7 @@ def redis_service(settings: Settings, url: str) -> IngestService:
         e.name: RedisLearner.from_url(url, _learner_settings(e)) for e in settings.experiments}
 
     async def read_joined(after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        start = "-" if after in ("0", "-") else f"({after}"
-        entries = await client.xrange(JOINED_STREAM, min=start, count=count)
+        entries = await read_after(client, JOINED_STREAM, after, count)
         return [(entry_id, _parse(fields)) for entry_id, fields in entries]
 
     async def load() -> str:
@@ -220,13 +217,15 @@ def redis_service(settings: Settings, url: str) -> IngestService:
 
 
 def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
-                   publish: Publish, stats: MemoryLearnerStats | None = None) -> IngestService:
-    """The service in this process: ``decisions`` is the router's ``MemoryStore``;
+                   snapshots: MemorySnapshots,
+                   stats: MemoryLearnerStats | None = None) -> IngestService:
+    """The service in this process: ``decisions`` is the router's ``MemoryStore``; the
+    learners publish to ``snapshots`` (the router's ``MemoryRegistry`` reads it);
     reward totals, timeline and pushes go to ``stats`` (the router reads it too)."""
     stats = MemoryLearnerStats() if stats is None else stats
     joined = JoinedLog()
     joiner = MemoryJoiner(decisions, rewards, rules_of(settings.experiments), joined)
-    checkpoints = MemoryCheckpoints(changed=asyncio.Condition(), stats=stats)
+    checkpoints = MemoryCheckpoints(snapshots=snapshots, stats=stats)
     leases = MemoryLeaseTable()
     learners: dict[str, LearnerLoop] = {
         e.name: MemoryLearner(_learner_settings(e), joined, checkpoints, leases)
@@ -242,11 +241,9 @@ def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
     async def read_joined(after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
         return list(await joined.read_joined(count, after))
 
-    service = IngestService(settings, _MemoryJoinerRunner(joiner), learners,
-                            read_joined, (load, save), archiver=_archiver(settings),
-                            pushers=_pushers(settings, stats))
-    service.background.append(_SnapshotForwarder(checkpoints, publish).run)
-    return service
+    return IngestService(settings, _MemoryJoinerRunner(joiner), learners,
+                         read_joined, (load, save), archiver=_archiver(settings),
+                         pushers=_pushers(settings, stats))
 
 
 def _parse(fields: Mapping[str, str]) -> JoinedEvent | None:
@@ -271,24 +268,3 @@ class _MemoryJoinerRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.05)
 
-
-class _SnapshotForwarder:
-    """Hands the memory learners' publications to the router's registry."""
-
-    def __init__(self, checkpoints: MemoryCheckpoints, publish: Publish) -> None:
-        self._checkpoints = checkpoints
-        self._publish = publish
-        self._seen: dict[str, int] = {}
-
-    async def run(self, stop: asyncio.Event) -> None:
-        changed = self._checkpoints.changed
-        if changed is None:
-            raise ValueError("memory checkpoints need a change condition")
-        while not stop.is_set():
-            for name, (version, blob) in list(self._checkpoints.published.items()):
-                if self._seen.get(name) != version:
-                    self._seen[name] = version
-                    await self._publish(name, blob)
-            async with changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), 0.5)

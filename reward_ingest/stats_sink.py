@@ -25,7 +25,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bandit import BanditError, Policy
-from common.learner_stats import PUSHES_MAXLEN, MemoryLearnerStats, pushes_key, total_field
+from common.learner_stats import PUSHES_MAXLEN, MemoryLearnerStats, total_field
+from common.storage.keys import pushes_key
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,12 @@
 """Where the router reads what the reward learner records: reward totals, timeline, pushes.
 
 The router never learns and never imports ``reward_ingest``; it reads the keys the
-learner and the weight pusher write (layout: ``common.learner_stats``). On Redis,
-``RedisStatsSource`` reads them with its own small client (1 s timeouts, no retries:
-a stats page can say "unavailable"). In one process (``memory://``), the composition
-root hands ``create_app`` the ``MemoryLearnerStats`` the embedded ingester writes; a
-plain ``memory://`` router with no ingester has no source, so reward figures are null.
+learner and the weight pusher write (layout: ``common.learner_stats``, names:
+``common.storage.keys``). On Redis, ``RedisStatsSource`` reads them with its own small
+client (1 s timeouts, no retries: a stats page can say "unavailable"). In one process
+(``memory://``), the composition root hands ``create_app`` the ``MemoryLearnerStats``
+the embedded ingester writes; a plain ``memory://`` router with no ingester has no
+source, so reward figures are null.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
-from common.learner_stats import pushes_key, stats_key, timeline_key
+from common.storage.keys import pushes_key, stats_key, timeline_key
 
 TIMEOUT_S = 1.0
 

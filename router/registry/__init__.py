@@ -2,39 +2,33 @@
 
 ``open_registry(url)`` picks the implementation from the store URL: ``memory://``
 (one process) or ``redis://host:port/db`` (shared; the layout is in
-``router.registry.redis_registry``). ``publish_snapshot(client, experiment, blob)``
-publishes a policy snapshot with a plain synchronous Redis client.
+``router.registry.redis_registry``). Snapshots are published by the learner
+(``common.storage.snapshots``); the registry reads them.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from common.storage.snapshots import Snapshot
+
 from .base import (
-    DELETED_KEY,
-    EXPERIMENTS_CHANNEL,
-    EXPERIMENTS_KEY,
-    POLICY_CHANNEL,
-    POLICY_PREFIX,
-    REVISION_KEY,
     ChangeFeed,
     Registry,
     RegistryConflictError,
     RegistryError,
     RegistryUnavailableError,
     RegistryView,
-    Snapshot,
     config_json,
     parse_config,
 )
 from .memory import MemoryRegistry
-from .redis_registry import RedisRegistry, publish_snapshot
+from .redis_registry import RedisRegistry
 
 __all__ = [
-    "DELETED_KEY", "EXPERIMENTS_CHANNEL", "EXPERIMENTS_KEY", "POLICY_CHANNEL", "POLICY_PREFIX",
-    "REVISION_KEY", "ChangeFeed", "MemoryRegistry", "RedisRegistry", "Registry",
-    "RegistryConflictError", "RegistryError", "RegistryUnavailableError", "RegistryView",
-    "Snapshot", "config_json", "open_registry", "parse_config", "publish_snapshot",
+    "ChangeFeed", "MemoryRegistry", "RedisRegistry", "Registry", "RegistryConflictError",
+    "RegistryError", "RegistryUnavailableError", "RegistryView", "Snapshot", "config_json",
+    "open_registry", "parse_config",
 ]
 
 

@@ -1,8 +1,9 @@
-"""What every experiment registry provides: the protocol, its view, its errors, its keys.
+"""What every experiment registry provides: the protocol, its view, its errors.
 
 The registry is what router replicas share: each experiment's configuration
 (as the YAML writes it) under a revision number bumped by every change, and the
-policy snapshots the learner publishes, each under its own publication counter.
+policy snapshots the learner publishes (``common.storage.snapshots``), each under its
+own publication counter.
 A router seeds the registry from its config file on start, for experiments not
 yet in it (and never deleted through the admin API); from then on the registry,
 not the file, is the source of truth.
@@ -16,19 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.config import ExperimentConfig
-
-EXPERIMENTS_KEY = "bandit:experiments"
-"""Hash: experiment name → its config JSON (``ExperimentConfig`` dumped by alias)."""
-REVISION_KEY = "bandit:experiments:revision"
-"""Counter bumped (atomically with the change) by every put or delete."""
-DELETED_KEY = "bandit:experiments:deleted"
-"""Set of names deleted through the admin API, so a restarting router does not re-seed them."""
-EXPERIMENTS_CHANNEL = "bandit:experiments:changed"
-"""Pub/sub channel: the new revision, after every change."""
-POLICY_PREFIX = "bandit:policy:"
-"""``POLICY_PREFIX + experiment``: hash {version: publication counter, snapshot: bytes}."""
-POLICY_CHANNEL = "bandit:policy:changed"
-"""Pub/sub channel: the experiment's name, after every published snapshot."""
+from common.storage.snapshots import Snapshot
 
 
 class RegistryError(Exception):
@@ -49,14 +38,6 @@ class RegistryView:
 
     revision: int
     experiments: Mapping[str, ExperimentConfig] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A published policy snapshot: the publication counter and the policy's bytes."""
-
-    version: int
-    blob: bytes
 
 
 def config_json(config: ExperimentConfig) -> str:
@@ -123,10 +104,6 @@ class Registry(Protocol):
 
     async def snapshot(self, experiment: str) -> Snapshot | None:
         """The latest published snapshot of ``experiment``, if any."""
-        ...
-
-    async def publish_snapshot(self, experiment: str, blob: bytes) -> int:
-        """Publish a policy snapshot (the learner's job); returns its version."""
         ...
 
     def changes(self) -> ChangeFeed:

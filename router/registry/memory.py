@@ -4,7 +4,8 @@ Several apps may share one ``MemoryRegistry`` (replicas in one test process), ea
 serving on its own event loop in its own thread, so the data sits behind a
 ``threading.Lock`` and change notices reach each feed's loop through
 ``call_soon_threadsafe``. Configs are kept as the same JSON the Redis registry
-stores, so both validate exactly the same way.
+stores, so both validate exactly the same way. Snapshots are read from a
+``MemorySnapshots`` (``snapshots``), where the in-process learner publishes them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from common.config import ExperimentConfig
+from common.storage.snapshots import MemorySnapshots, Snapshot
 
-from .base import RegistryConflictError, RegistryView, Snapshot, config_json, parse_config
+from .base import RegistryConflictError, RegistryView, config_json, parse_config
 
 
 class _Feed:
@@ -42,14 +44,16 @@ class _Feed:
 
 
 class MemoryRegistry:
-    """Experiments and snapshots in dicts; nothing survives the process."""
+    """Experiments in dicts, snapshots in ``snapshots``; nothing survives the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, snapshots: MemorySnapshots | None = None) -> None:
         self._lock = threading.Lock()
         self._configs: dict[str, str] = {}
         self._deleted: set[str] = set()
         self._revision = 0
-        self._snapshots: dict[str, Snapshot] = {}
+        self.snapshots = snapshots if snapshots is not None else MemorySnapshots()
+        """Where the in-process learner publishes (each publication notifies the feeds)."""
+        self.snapshots.listen(lambda _experiment: self._notify())
         self._feeds: set[_Feed] = set()
 
     async def start(self) -> None:
@@ -69,9 +73,8 @@ class MemoryRegistry:
 
     async def poll(self, experiments: Sequence[str]) -> tuple[int, dict[str, int]]:
         with self._lock:
-            versions = {name: self._snapshots[name].version if name in self._snapshots else 0
-                        for name in experiments}
-            return self._revision, versions
+            revision = self._revision
+        return revision, self.snapshots.versions(experiments)
 
     async def seed(self, configs: Sequence[ExperimentConfig]) -> int:
         with self._lock:
@@ -109,20 +112,7 @@ class MemoryRegistry:
         return revision
 
     async def snapshot(self, experiment: str) -> Snapshot | None:
-        with self._lock:
-            return self._snapshots.get(experiment)
-
-    async def publish_snapshot(self, experiment: str, blob: bytes) -> int:
-        return self.publish_snapshot_now(experiment, blob)
-
-    def publish_snapshot_now(self, experiment: str, blob: bytes) -> int:
-        """``publish_snapshot`` from any thread, without an event loop (tests, learners)."""
-        with self._lock:
-            old = self._snapshots.get(experiment)
-            version = (old.version if old is not None else 0) + 1
-            self._snapshots[experiment] = Snapshot(version, bytes(blob))
-        self._notify()
-        return version
+        return self.snapshots.latest(experiment)
 
     def changes(self) -> _Feed:
         feed = _Feed(self)

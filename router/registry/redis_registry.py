@@ -1,15 +1,16 @@
 """The registry in Redis, shared by every router replica (and the learner, for snapshots).
 
-Layout (see ``router.registry.base`` for the names):
+Layout (the names are in ``common.storage.keys``):
 
 - ``bandit:experiments`` hash, name → config JSON; ``bandit:experiments:revision``
   counter; ``bandit:experiments:deleted`` set (tombstones, so a restarting router
   does not re-seed an experiment deleted through the admin API). Every change is one
   Lua script: check the expected revision, write, ``INCR`` the revision, ``PUBLISH``
   it on ``bandit:experiments:changed``; a reader never sees a change without its bump.
-- ``bandit:policy:{experiment}`` hash {version, snapshot}: ``publish_snapshot`` bumps
-  the version, stores the bytes and ``PUBLISH``es the name on ``bandit:policy:changed``
-  in one script.
+- ``bandit:policy:{experiment}`` hash {version, snapshot}: the learner's checkpoint
+  bumps the version, stores the bytes and ``PUBLISH``es the name on
+  ``bandit:policy:changed`` in one script (``common.storage.snapshots``); the registry
+  only reads it.
 
 Pub/sub only makes changes prompt: a message lost while a connection was down is
 caught by the watcher's poll (``poll``: one pipelined round trip), so it is never fatal.
@@ -24,7 +25,6 @@ from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
@@ -32,18 +32,20 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from common.config import ExperimentConfig
-
-from .base import (
+from common.storage.keys import (
     DELETED_KEY,
     EXPERIMENTS_CHANNEL,
     EXPERIMENTS_KEY,
     POLICY_CHANNEL,
-    POLICY_PREFIX,
     REVISION_KEY,
+    policy_key,
+)
+from common.storage.snapshots import Snapshot
+
+from .base import (
     RegistryConflictError,
     RegistryUnavailableError,
     RegistryView,
-    Snapshot,
     config_json,
     parse_config,
 )
@@ -82,26 +84,6 @@ if added > 0 then
 end
 return added
 """
-
-# KEYS[1]: the policy hash. ARGV: snapshot bytes, channel, experiment. Returns the version.
-PUBLISH_SNAPSHOT = """
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'snapshot', ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return version
-"""
-
-
-def publish_snapshot(client: redis.Redis, experiment: str, blob: bytes) -> int:
-    """Publish ``blob`` as ``experiment``'s newest policy snapshot; returns its version.
-
-    For synchronous callers (tests; a learner in a worker thread). Routers load it
-    within about a second (pub/sub, else their poll).
-    """
-    script = client.register_script(PUBLISH_SNAPSHOT)
-    version = script(keys=[POLICY_PREFIX + experiment], args=[blob, POLICY_CHANNEL, experiment])
-    return int(version)
-
 
 class _Feed:
     """Messages on both channels, read by the watcher itself (no extra task)."""
@@ -145,7 +127,6 @@ class RedisRegistry:
             url, socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0))
         self._change = self._redis.register_script(CHANGE)
         self._seed = self._redis.register_script(SEED)
-        self._publish = self._redis.register_script(PUBLISH_SNAPSHOT)
 
     async def start(self) -> None:
         """Nothing to do up front: connections open on first use."""
@@ -169,7 +150,7 @@ class RedisRegistry:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(REVISION_KEY)
             for name in experiments:
-                pipe.hget(POLICY_PREFIX + name, "version")
+                pipe.hget(policy_key(name), "version")
             revision, *versions = await self._run(pipe.execute())
         return int(revision or 0), {name: int(version or 0)
                                     for name, version in zip(experiments, versions, strict=True)}
@@ -196,15 +177,10 @@ class RedisRegistry:
 
     async def snapshot(self, experiment: str) -> Snapshot | None:
         version, blob = await self._run(
-            self._redis.hmget(POLICY_PREFIX + experiment, ["version", "snapshot"]))
+            self._redis.hmget(policy_key(experiment), ["version", "snapshot"]))
         if version is None or blob is None:
             return None
         return Snapshot(int(version), bytes(blob))
-
-    async def publish_snapshot(self, experiment: str, blob: bytes) -> int:
-        version = await self._run(self._publish(
-            keys=[POLICY_PREFIX + experiment], args=[blob, POLICY_CHANNEL, experiment]))
-        return int(version)
 
     def changes(self) -> _Feed:
         return _Feed(self._listener)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from router.store.base import DECISIONS_STREAM, DecisionStore, StoreStatus
+from router.store.base import DecisionStore, StoreStatus
 from router.store.memory import MemoryStore
 from router.store.redis_store import (
     DEFAULT_SEEN_TTL_S,
@@ -20,7 +20,6 @@ from router.store.redis_store import (
 )
 
 __all__ = [
-    "DECISIONS_STREAM",
     "DecisionStore",
     "MemoryStore",
     "RedisStore",

@@ -1,4 +1,4 @@
-"""What every decision store provides: the protocol, its status, the stream's names.
+"""What every decision store provides: the protocol, its status, the dedupe script.
 
 A decision event is a JSON-serialisable dict carrying its ``event_id`` (the id the
 router returns as ``X-Bandit-Event-Id``); the joiner pairs rewards with it, and the
@@ -10,12 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-DECISIONS_STREAM = "bandit:decisions"
-"""The Redis stream decision events are appended to (one field, ``event``: compact JSON)."""
-
-SEEN_PREFIX = "bandit:decisions:seen:"
-"""``SEEN_PREFIX + event_id`` marks an event as already on the stream (``SET NX EX``)."""
 
 # KEYS[1]: the stream; KEYS[i > 1]: the seen-marker of the event in ARGV[i + 1].
 # ARGV[1]: MAXLEN (approximate trimming), ARGV[2]: the markers' TTL in seconds.

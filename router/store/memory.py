@@ -1,10 +1,11 @@
-"""An in-process decision log for tests and the demo: a list, ids ``"1-0"``, ``"2-0"``…"""
+"""An in-process decision log for tests and the demo: a ``MemoryStream``, ids ``"1-0"``…"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from common.storage.streams import MemoryStream
 from router.store.base import StoreStatus, encode_event, event_id_of
 
 DEFAULT_MAXLEN = 1_000_000
@@ -25,13 +26,8 @@ class MemoryStore:
     """
 
     def __init__(self, maxlen: int = DEFAULT_MAXLEN) -> None:
-        if maxlen < 1:
-            raise ValueError("maxlen must be >= 1")
+        self._stream: MemoryStream[str] = MemoryStream(maxlen, dedupe=True)
         self.maxlen = maxlen
-        self._ids: list[str] = []
-        self._lines: list[str] = []
-        self._trimmed = 0  # events dropped from the front: the first kept is number +1
-        self._seen: set[str] = set()
 
     async def start(self) -> None:
         """Nothing to connect to."""
@@ -42,21 +38,7 @@ class MemoryStore:
     async def append(self, event: dict[str, Any]) -> None:
         """Record ``event`` unless its ``event_id`` is already recorded."""
         event_id = event_id_of(event)
-        line = encode_event(event)
-        if event_id in self._seen:
-            return
-        self._seen.add(event_id)
-        self._ids.append(event_id)
-        self._lines.append(line)
-        if len(self._lines) > self.maxlen + max(self.maxlen // 10, 1):
-            self._trim()
-
-    def _trim(self) -> None:
-        excess = len(self._lines) - self.maxlen
-        self._seen.difference_update(self._ids[:excess])
-        del self._ids[:excess]
-        del self._lines[:excess]
-        self._trimmed += excess
+        self._stream.append(encode_event(event), event_id)
 
     def status(self) -> StoreStatus:
         """Always reachable, never spooling."""
@@ -66,15 +48,5 @@ class MemoryStore:
         self, count: int, after: str = "0"
     ) -> list[tuple[str, dict[str, Any]]]:
         """Up to ``count`` events after the id ``after`` (``"N-0"`` is the N-th event)."""
-        start = max(_sequence(after), self._trimmed)
-        index = start - self._trimmed
-        chosen = self._lines[index:index + max(count, 0)]
-        return [(f"{start + i + 1}-0", json.loads(line)) for i, line in enumerate(chosen)]
-
-
-def _sequence(stream_id: str) -> int:
-    """The N of ``"N-0"`` (or ``"N"``); ``ValueError`` naming a malformed id."""
-    head = stream_id.split("-", 1)[0]
-    if not head.isdigit():
-        raise ValueError(f"not a stream id: {stream_id!r}")
-    return int(head)
+        return [(stream_id, json.loads(line))
+                for stream_id, line in self._stream.read(count, after)]

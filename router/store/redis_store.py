@@ -1,6 +1,6 @@
 """The decision log on a Redis stream: group commit, trimming, and a spool for outages.
 
-Every ``append`` hands its event to a group commit (``common.group_commit``) and
+Every ``append`` hands its event to a group commit (``common.storage.group_commit``) and
 awaits its own future: when no write is in flight and nothing is queued, the
 appending request writes its own event at once; otherwise the events queued while
 a write was in flight go together in the next round trip (up to ``MAX_BATCH``), so
@@ -46,17 +46,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from common.group_commit import GroupCommit
+from common.storage.group_commit import GroupCommit
+from common.storage.keys import DECISIONS_STREAM, decision_seen_key
+from common.storage.streams import read_after
 from router.errors import ServiceUnavailable
 from router.store import _resp
-from router.store.base import (
-    DECISIONS_STREAM,
-    DEDUPE_XADD,
-    SEEN_PREFIX,
-    StoreStatus,
-    encode_event,
-    event_id_of,
-)
+from router.store.base import DEDUPE_XADD, StoreStatus, encode_event, event_id_of
 from router.store.spool import Spool, parse_spooled
 
 logger = logging.getLogger(__name__)
@@ -173,8 +168,7 @@ class RedisStore:
         self, count: int, after: str = "0"
     ) -> list[tuple[str, dict[str, Any]]]:
         """Up to ``count`` (stream id, event) after ``after``, oldest first (XRANGE)."""
-        start = "-" if after in ("0", "-") else f"({after}"
-        entries = await self._redis.xrange(DECISIONS_STREAM, min=start, count=count)
+        entries = await read_after(self._redis, DECISIONS_STREAM, after, count)
         return [(stream_id, json.loads(fields["event"])) for stream_id, fields in entries]
 
     async def _commit(self, batch: list[_Entry]) -> None:
@@ -211,7 +205,7 @@ class RedisStore:
             await self._write_resp(self._writer, event_ids, lines, dedupe=dedupe)
             return
         if dedupe:
-            keys = [DECISIONS_STREAM, *(SEEN_PREFIX + event_id for event_id in event_ids)]
+            keys = [DECISIONS_STREAM, *(decision_seen_key(event_id) for event_id in event_ids)]
             added = await self._script(keys=keys, args=[self._maxlen, self._seen_ttl_s, *lines])
             self.duplicates += len(lines) - int(added)
             return
@@ -228,7 +222,7 @@ class RedisStore:
             await writer.pipeline([("XADD", DECISIONS_STREAM, "MAXLEN", "~", self._maxlen, "*",
                                     "event", line) for line in lines])
             return
-        keys = [SEEN_PREFIX + event_id for event_id in event_ids]
+        keys = [decision_seen_key(event_id) for event_id in event_ids]
         args: tuple[_resp.Arg, ...] = (len(keys) + 1, DECISIONS_STREAM, *keys, self._maxlen,
                                        self._seen_ttl_s, *lines)
         try:

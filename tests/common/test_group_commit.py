@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from common.group_commit import GroupCommit
+from common.storage.group_commit import GroupCommit
 
 Item = tuple[int, "asyncio.Future[str]"]
 

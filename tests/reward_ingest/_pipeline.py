@@ -21,8 +21,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from common.storage.keys import DECISIONS_STREAM, REWARDS_STREAM
 from reward_ingest.join_rules import JoinRule
-from reward_ingest.joiner_redis import DECISIONS_STREAM, REWARDS_STREAM, RedisJoiner
+from reward_ingest.joiner_redis import RedisJoiner
 from reward_ingest.learner import LearnerSettings
 from reward_ingest.learner_redis import RedisLearner
 

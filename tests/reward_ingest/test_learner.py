@@ -23,11 +23,11 @@ import redis
 import redis.asyncio as aioredis
 
 from bandit import load_policy, make_policy
+from common.storage.keys import JOINED_STREAM, learner_checkpoint_key
 from reward_ingest.join_rules import JoinedEvent
 from reward_ingest.joiner import JoinedLog, MemoryJoiner
-from reward_ingest.joiner_redis import JOINED_STREAM
 from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner
-from reward_ingest.learner_redis import RedisLearner, checkpoint_key
+from reward_ingest.learner_redis import RedisLearner
 from reward_ingest.lease import LeaseLost, MemoryLeaseTable
 from tests._redis_server import RedisServer
 from tests.reward_ingest._pipeline import (
@@ -110,7 +110,9 @@ def test_memory_pipeline_matches_redis(redis_url: str) -> None:
             assert await learner.lease.try_acquire()
             while await learner.step():
                 pass
-            result[settings.experiment] = store.published[settings.experiment][1]
+            snapshot = store.snapshots.latest(settings.experiment)
+            assert snapshot is not None
+            result[settings.experiment] = snapshot.blob
         return result
 
     asyncio.run(write_input(redis_url, data))
@@ -122,7 +124,7 @@ def final_policies(url: str, names: tuple[str, ...] = tuple(RULES)) -> dict[str,
     with redis.Redis.from_url(url) as client:
         result = {}
         for name in names:
-            checkpoint = client.hgetall(checkpoint_key(name))
+            checkpoint = client.hgetall(learner_checkpoint_key(name))
             published = client.hgetall(f"bandit:policy:{name}")
             assert checkpoint[b"snapshot"] == published[b"snapshot"]
             assert checkpoint[b"version"] == published[b"version"]
@@ -271,7 +273,7 @@ def test_fencing_refuses_a_learner_that_lost_its_lease(redis_url: str) -> None:
         old = RedisLearner(client, settings)
         assert await old.lease.try_acquire()
         await old.restore()
-        before = await client.hgetall(checkpoint_key("first"))
+        before = await client.hgetall(learner_checkpoint_key("first"))
         await client.xadd(JOINED_STREAM, joined("e1", "first", 1.0).fields())
         await asyncio.sleep(0.3)  # expired: nobody renewed it
         new = RedisLearner(client, settings)
@@ -279,10 +281,10 @@ def test_fencing_refuses_a_learner_that_lost_its_lease(redis_url: str) -> None:
         with pytest.raises(LeaseLost):
             await old.step()
         assert old.policy is None
-        assert await client.hgetall(checkpoint_key("first")) == before
+        assert await client.hgetall(learner_checkpoint_key("first")) == before
         await new.restore()
         assert await new.step() == 1
-        assert (await client.hgetall(checkpoint_key("first")))[b"offset"] != b"0"
+        assert (await client.hgetall(learner_checkpoint_key("first")))[b"offset"] != b"0"
         await client.aclose()
 
     asyncio.run(run())
@@ -305,7 +307,7 @@ def test_checkpoint_publishes_the_snapshot(redis_url: str) -> None:
         assert published[b"version"] == b"2"
         policy = load_policy(published[b"snapshot"])
         assert policy.version == 1 and policy.arms == ("A", "B")
-        checkpoint = await client.hgetall(checkpoint_key("first"))
+        checkpoint = await client.hgetall(learner_checkpoint_key("first"))
         assert checkpoint[b"version"] == b"2" and checkpoint[b"policy_version"] == b"1"
         messages: list[bytes] = []
         deadline = time.monotonic() + 5

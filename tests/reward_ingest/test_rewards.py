@@ -17,10 +17,9 @@ from typing import TypeVar
 import pytest
 import redis
 
+from common.storage.keys import REWARD_SEEN_PREFIX, REWARDS_STREAM
 from reward_ingest.rewards import (
     DEFAULT_SEEN_TTL_S,
-    REWARDS_STREAM,
-    SEEN_PREFIX,
     MemoryRewardStore,
     Reward,
     RewardStore,
@@ -77,7 +76,7 @@ def test_seen_key_has_a_fixed_length_and_no_separator_ambiguity() -> None:
     a = seen_key(Reward("a:b", 1.0, 0.0, "c"))
     b = seen_key(Reward("a", 1.0, 0.0, "b:c"))
     assert a != b
-    assert a.startswith(SEEN_PREFIX) and len(a) == len(b) == len(SEEN_PREFIX) + 32
+    assert a.startswith(REWARD_SEEN_PREFIX) and len(a) == len(b) == len(REWARD_SEEN_PREFIX) + 32
     # The identity is (event_id, reward_id): value and time are not part of it.
     assert a == seen_key(Reward("a:b", 0.0, 99.0, "c"))
 

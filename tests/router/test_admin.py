@@ -181,7 +181,7 @@ def test_variants_come_and_go_while_the_others_keep_their_statistics(one: Replic
         learned.update([Feedback(arm=arm, reward=float(arm == "Variant2"), probability=0.5,
                                  context=None)])
     version = one.state.routes["exp"].snapshot_version
-    one.memory_registry().publish_snapshot_now("exp", learned.snapshot())
+    one.memory_registry().snapshots.publish("exp", learned.snapshot())
     wait_for(lambda: one.state.routes["exp"].snapshot_version == version + 1, 1.5)
     before = arm_stats(one)
     assert before == {"Variant1": (10.0, 0.0), "Variant2": (10.0, 10.0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -12,25 +13,28 @@ import pytest
 import redis
 
 from common.config import ExperimentConfig
-from router.registry import (
+from common.storage.keys import (
     DELETED_KEY,
     EXPERIMENTS_CHANNEL,
     EXPERIMENTS_KEY,
     POLICY_CHANNEL,
-    POLICY_PREFIX,
     REVISION_KEY,
+    policy_key,
+)
+from router.registry import (
     MemoryRegistry,
     Registry,
     RegistryConflictError,
     RegistryUnavailableError,
     config_json,
     open_registry,
-    publish_snapshot,
 )
 from tests._servers import free_port
+from tests._snapshots import publish_snapshot
 from tests.router._stack import experiment
 
 T = TypeVar("T")
+Publish = Callable[[str, bytes], int]
 
 
 def run(make: Callable[[Registry], Awaitable[T]], registry: Registry) -> T:
@@ -49,14 +53,26 @@ def config(name: str = "exp", **overrides: Any) -> ExperimentConfig:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def registry_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Registry]]:
-    """Fresh registry objects on one backing store (the same memory object, or one Redis)."""
+def backend(request: pytest.FixtureRequest) -> Iterator[tuple[Callable[[], Registry], Publish]]:
+    """Fresh registry objects on one backing store (the same memory object, or one Redis),
+    and how the learner publishes a snapshot there."""
     if request.param == "memory":
         shared = MemoryRegistry()
-        yield lambda: shared
+        yield (lambda: shared), shared.snapshots.publish
     else:
         url = request.getfixturevalue("redis_url")
-        yield lambda: open_registry(url)
+        with redis.Redis.from_url(url) as client:
+            yield (lambda: open_registry(url)), functools.partial(publish_snapshot, client)
+
+
+@pytest.fixture
+def registry_factory(backend: tuple[Callable[[], Registry], Publish]) -> Callable[[], Registry]:
+    return backend[0]
+
+
+@pytest.fixture
+def publish(backend: tuple[Callable[[], Registry], Publish]) -> Publish:
+    return backend[1]
 
 
 def test_stored_config_validates_back_unchanged() -> None:
@@ -120,8 +136,12 @@ def test_seed_adds_only_what_is_missing_and_never_what_was_deleted(
     run(scenario, registry_factory())
 
 
-def test_change_feed_wakes_a_watcher_promptly(registry_factory: Callable[[], Registry]) -> None:
+def test_change_feed_wakes_a_watcher_promptly(registry_factory: Callable[[], Registry],
+                                              publish: Publish) -> None:
     watcher, writer = registry_factory(), registry_factory()
+
+    async def publish_a() -> None:
+        publish("a", b"blob")
 
     async def scenario(registry: Registry) -> list[float]:
         await writer.start()
@@ -130,7 +150,7 @@ def test_change_feed_wakes_a_watcher_promptly(registry_factory: Callable[[], Reg
             await feed.wait(0.05)  # subscribes (Redis) and drains the confirmations
         delays = []
         changes: list[Callable[[], Awaitable[object]]] = [
-            lambda: writer.put(config("a")), lambda: writer.publish_snapshot("a", b"blob")]
+            lambda: writer.put(config("a")), publish_a]
         for change in changes:
             started = time.monotonic()
             later = asyncio.create_task(_after(0.05, change))
@@ -150,12 +170,13 @@ async def _after(delay_s: float, change: Callable[[], Awaitable[object]]) -> Non
     await change()
 
 
-def test_snapshots_are_versioned_per_experiment(registry_factory: Callable[[], Registry]) -> None:
+def test_snapshots_are_versioned_per_experiment(registry_factory: Callable[[], Registry],
+                                                publish: Publish) -> None:
     async def scenario(registry: Registry) -> None:
         assert await registry.poll(["a", "b"]) == (0, {"a": 0, "b": 0})
         assert await registry.snapshot("a") is None
-        assert await registry.publish_snapshot("a", b"one") == 1
-        assert await registry.publish_snapshot("a", b"\x00two") == 2
+        assert publish("a", b"one") == 1
+        assert publish("a", b"\x00two") == 2
         snapshot = await registry.snapshot("a")
         assert snapshot is not None and (snapshot.version, snapshot.blob) == (2, b"\x00two")
         assert await registry.poll(["a", "b"]) == (0, {"a": 2, "b": 0})
@@ -176,7 +197,7 @@ def test_redis_layout_and_notices(redis_url: str) -> None:
         assert message is not None
         assert (message["channel"], message["data"]) == (EXPERIMENTS_CHANNEL.encode(), b"1")
         assert publish_snapshot(client, "a", b"snap") == 1
-        assert client.hgetall(POLICY_PREFIX + "a") == {b"version": b"1", b"snapshot": b"snap"}
+        assert client.hgetall(policy_key("a")) == {b"version": b"1", b"snapshot": b"snap"}
         message = pubsub.get_message(timeout=1)
         assert message is not None
         assert (message["channel"], message["data"]) == (POLICY_CHANNEL.encode(), b"a")

@@ -12,7 +12,8 @@ import aiohttp
 import httpx
 import redis
 
-from router.store import DECISIONS_STREAM, open_store
+from common.storage.keys import DECISIONS_STREAM
+from router.store import open_store
 from tests._redis_server import RedisServer
 from tests.router._stack import SIM_ENDPOINT, Stack, experiment, router_stack, settings
 

@@ -9,8 +9,9 @@ import redis
 
 from bandit import Feedback, Policy, make_policy
 from common.config import Settings
-from router.registry import EXPERIMENTS_KEY, POLICY_PREFIX, publish_snapshot
+from common.storage.keys import EXPERIMENTS_KEY, policy_key
 from tests._redis_server import RedisServer
+from tests._snapshots import publish_snapshot
 from tests.router._replicas import Replica, cluster, wait_for
 from tests.router._stack import SIM_ENDPOINT, experiment, settings
 
@@ -68,8 +69,8 @@ def test_a_snapshot_without_its_notice_is_found_by_the_poll(redis_url: str) -> N
             redis.Redis.from_url(redis_url) as client:
         (replica,) = running.replicas
         # Written as publish_snapshot does, minus the PUBLISH: as if the notice were lost.
-        client.hset(POLICY_PREFIX + "exp", "snapshot", learned(12).snapshot())
-        client.hincrby(POLICY_PREFIX + "exp", "version", 1)
+        client.hset(policy_key("exp"), "snapshot", learned(12).snapshot())
+        client.hincrby(policy_key("exp"), "version", 1)
         assert wait_for(lambda: served_version(replica) == 12, BUDGET_S) < BUDGET_S
 
 
@@ -77,7 +78,7 @@ def test_memory_registry_snapshots_reach_the_router() -> None:
     with cluster(thompson(), count=1) as running:
         (replica,) = running.replicas
         assert served_version(replica) == 0
-        replica.memory_registry().publish_snapshot_now("exp", learned(7).snapshot())
+        replica.memory_registry().snapshots.publish("exp", learned(7).snapshot())
         assert wait_for(lambda: served_version(replica) == 7, BUDGET_S) < BUDGET_S
         assert replica.state.routes["exp"].snapshot_version == 1
 
@@ -86,17 +87,17 @@ def test_bad_and_foreign_snapshots_are_refused_and_the_old_policy_kept() -> None
     with cluster(thompson(), count=1) as running:
         (replica,) = running.replicas
         registry = replica.memory_registry()
-        registry.publish_snapshot_now("exp", learned(5).snapshot())
+        registry.snapshots.publish("exp", learned(5).snapshot())
         wait_for(lambda: served_version(replica) == 5, BUDGET_S)
-        registry.publish_snapshot_now("exp", b"not a snapshot")
+        registry.snapshots.publish("exp", b"not a snapshot")
         static = make_policy({"type": "static"}, ARMS)
         for _ in range(9):
             static.update([Feedback(arm="Variant1", reward=1.0, probability=1.0, context=None)])
-        registry.publish_snapshot_now("exp", static.snapshot())  # the config says thompson
+        registry.snapshots.publish("exp", static.snapshot())  # the config says thompson
         wait_for(lambda: replica.state.routes["exp"].snapshot_version == 3, BUDGET_S)
         assert served_version(replica) == 5
         assert replica.state.routes["exp"].experiment.policy.type_name == "thompson"
-        registry.publish_snapshot_now("exp", learned(8).snapshot())  # a good one again
+        registry.snapshots.publish("exp", learned(8).snapshot())  # a good one again
         wait_for(lambda: served_version(replica) == 8, BUDGET_S)
 
 
@@ -108,7 +109,7 @@ def test_a_snapshot_behind_an_arm_change_is_brought_to_the_registry_variants() -
         assert replica.admin("POST", "/v1/experiments/exp/variants",
                              json={"name": "Variant4"}).status_code == 201
         old = learned(20)
-        replica.memory_registry().publish_snapshot_now("exp", old.snapshot())
+        replica.memory_registry().snapshots.publish("exp", old.snapshot())
         wait_for(lambda: replica.state.routes["exp"].snapshot_version == 1, BUDGET_S)
         route = replica.state.routes["exp"]
         policy = route.experiment.policy

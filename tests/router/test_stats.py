@@ -26,13 +26,8 @@ import redis.asyncio as aioredis
 from bandit import load_policy
 from common.config import Secrets, Settings, parse_settings
 from common.config_sections import WeightsPushConfig
-from common.learner_stats import (
-    TIMELINE_MAXLEN,
-    MemoryLearnerStats,
-    pushes_key,
-    stats_key,
-    timeline_key,
-)
+from common.learner_stats import TIMELINE_MAXLEN, MemoryLearnerStats
+from common.storage.keys import pushes_key, stats_key, timeline_key
 from reward_ingest.join_rules import JoinedEvent
 from reward_ingest.joiner import JoinedLog
 from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner
@@ -137,10 +132,12 @@ def test_memory_learner_records_totals_and_timeline_with_each_checkpoint() -> No
     assert [p["events"] for p in points] == [2, 1]  # batches (a, b), (c, d); (e, f): none
     assert points[-1]["policy_version"] == 3
     assert set(points[0]["variants"]) == {"A", "B", "C"}
+    published = checkpoints.snapshots.latest("first")
+    assert published is not None
     assert points[0]["variants"]["A"] == {"n": 2.0, "sum": 1.0, "defaults": 1.0,
                                           "served": pytest.approx(1 / 3),
                                           "probability": pytest.approx(
-                                              load_policy(checkpoints.published["first"][1])
+                                              load_policy(published.blob)
                                               .probabilities(None, None)["A"], abs=0.2)}
     # A second learner restoring the checkpoint adds nothing: the events are behind it.
     asyncio.run(run())

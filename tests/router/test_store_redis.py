@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import redis
 
+from common.storage.keys import DECISIONS_STREAM
 from router.errors import ServiceUnavailable
-from router.store import DECISIONS_STREAM, RedisStore
+from router.store import RedisStore
 from tests._redis_server import RedisServer
 from tests._servers import free_port
 

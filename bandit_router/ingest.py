@@ -14,7 +14,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from common.config import Secrets, Settings
-from reward_ingest.rewards_redis import open_reward_store
+from reward_ingest.rewards import open_reward_store
 from reward_ingest.service import redis_service
 from reward_ingest.webhook import create_webhook_app
 

@@ -40,11 +40,9 @@ from common.storage.keys import (
 )
 from reward_ingest.join_rules import JoinedEvent, JoinRule
 from reward_ingest.joiner import BATCH as JOINER_BATCH
-from reward_ingest.joiner import JoinedLog
-from reward_ingest.joiner_redis import RedisJoiner
+from reward_ingest.joiner import JoinedLog, RedisJoiner
 from reward_ingest.learner import BATCH as LEARNER_BATCH
-from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner
-from reward_ingest.learner_redis import RedisLearner
+from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner, RedisLearner
 from reward_ingest.lease import MemoryLeaseTable
 
 PIPELINE = 1000  # entries per pipelined round trip when pre-filling

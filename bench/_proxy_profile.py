@@ -75,7 +75,7 @@ ROUTER_STEPS: tuple[tuple[str, str], ...] = (
     ("│   │ └ SigV4 signing (cached key)", "SigV4Signer.sign (router/backends/_sigv4.py)"),
     ("│   ├ decision_event (the log record)", "decision_event (router/events.py)"),
     ("│   ├ store.append (encode, write or queue, await the reply)",
-     "RedisStore.append (router/store/redis_store.py)"),
+     "RedisStore.append (router/store/redis.py)"),
     ("│   │ └ our RESP connection: pack, write, await the reply",
      "RespConnection._send (router/store/_resp.py)"),
     ("│   └ store.append (memory://)", "MemoryStore.append (router/store/memory.py)"),

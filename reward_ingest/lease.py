@@ -22,6 +22,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from reward_ingest.errors import LeaseLost
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 5.0
@@ -38,10 +40,6 @@ RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class LeaseLost(Exception):  # noqa: N818  (a state, not a programming error)
-    """The lease is gone (expired and maybe taken): stop and start over from the store."""
 
 
 class _Renewing:

@@ -37,6 +37,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.config_sections import WeightsPushConfig
+from reward_ingest.errors import EndpointNotFoundError, PushError, VariantMismatchError
 from reward_ingest.weights import largest_change, normalise, plan_instance_counts, plan_weights
 
 if TYPE_CHECKING:
@@ -49,31 +50,6 @@ if TYPE_CHECKING:
 # Weight changes smaller than this (in share units) are not worth an endpoint update.
 EPSILON = 1e-6
 IN_SERVICE = "InService"
-
-
-class PushError(RuntimeError):
-    """A push that could not happen for a reason an operator must see; carries its record."""
-
-    def __init__(self, message: str, record: PushRecord | None = None) -> None:
-        super().__init__(message)
-        self.record = record
-
-
-class EndpointNotFoundError(PushError):
-    """DescribeEndpoint does not know the endpoint."""
-
-
-class VariantMismatchError(PushError):
-    """The experiment's variants and the endpoint's production variants differ."""
-
-    def __init__(self, endpoint: str, experiment: set[str], on_endpoint: set[str]) -> None:
-        self.experiment = frozenset(experiment)
-        self.on_endpoint = frozenset(on_endpoint)
-        super().__init__(
-            f"variants disagree: the experiment has {sorted(experiment)}, endpoint "
-            f"{endpoint!r} has production variants {sorted(on_endpoint)} (only in the "
-            f"experiment: {sorted(experiment - on_endpoint)}; only on the endpoint: "
-            f"{sorted(on_endpoint - experiment)}); no weights pushed")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 ``IngestService.run(stop)`` runs every part as a task until ``stop`` is set:
 
-- the joiner pairs decisions with rewards (exactly once: see ``joiner_redis``);
+- the joiner pairs decisions with rewards (exactly once: see ``joiner.redis``);
 - one learner per experiment learns from joined events, checkpoints and publishes
   snapshots (routers follow them);
 - a reader follows the joined stream for the archiver (DSJSON files) and for the
@@ -33,18 +33,23 @@ import redis.asyncio as aioredis
 
 from common.config import ExperimentConfig, Settings
 from common.learner_stats import MemoryLearnerStats
-from common.storage.keys import ARCHIVE_OFFSET_KEY, JOINED_STREAM
 from common.storage.snapshots import MemorySnapshots
-from common.storage.streams import read_after
 
 from .archive import Archiver
+from .errors import PushError
 from .join_rules import JoinedEvent, rules_of
-from .joiner import JoinedLog, MemoryJoiner, RewardReader
-from .joiner_redis import RedisJoiner
-from .learner import LearnerLoop, LearnerSettings, MemoryCheckpoints, MemoryLearner
-from .learner_redis import RedisLearner
+from .joiner import (
+    JoinedLog,
+    JoinedSource,
+    Joiner,
+    MemoryJoiner,
+    RedisJoinedLog,
+    RedisJoiner,
+    RewardReader,
+)
+from .learner import LearnerLoop, LearnerSettings, MemoryCheckpoints, MemoryLearner, RedisLearner
 from .lease import MemoryLeaseTable
-from .pusher import PushError, WeightPusher, default_client_factory
+from .pusher import WeightPusher, default_client_factory
 from .stats_sink import PushLog, RedisPushLog, push_recorder
 
 logger = logging.getLogger(__name__)
@@ -52,8 +57,6 @@ logger = logging.getLogger(__name__)
 RECENT_SHARES = 1000  # joined decisions averaged for a contextual policy's traffic share
 READ_BATCH = 1000
 
-JoinedReader = Callable[[str, int], Awaitable[list[tuple[str, JoinedEvent | None]]]]
-OffsetStore = tuple[Callable[[], Awaitable[str]], Callable[[str], Awaitable[None]]]
 
 
 @dataclass
@@ -61,10 +64,10 @@ class IngestService:
     """The running parts; build with ``redis_service`` or ``memory_service``."""
 
     settings: Settings
-    joiner: Any
+    joiner: Joiner
     learners: dict[str, LearnerLoop]
-    read_joined: JoinedReader
-    archive_offset: OffsetStore
+    joined: JoinedSource
+    """The joined stream the archive and the recent shares follow."""
     archiver: Archiver | None = None
     pushers: dict[str, WeightPusher] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
@@ -87,6 +90,8 @@ class IngestService:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.archiver is not None:
                 await self.archiver.close()
+            for learner in self.learners.values():
+                await learner.close()
             for hook in self.close_hooks:
                 await hook()
 
@@ -122,15 +127,14 @@ class IngestService:
         return dict(policy.probabilities(None))
 
     async def _follow_joined(self, stop: asyncio.Event) -> None:
-        load, save = self.archive_offset
-        offset = await load()
+        offset = await self.joined.archived_offset()
         while True:
             # Read once more after ``stop``: what was joined before it goes to the
             # archive before the archiver's final flush (on memory:// nothing else would).
             stopping = stop.is_set()
             entries: list[tuple[str, JoinedEvent | None]] = []
             try:
-                entries = await self.read_joined(offset, READ_BATCH)
+                entries = list(await self.joined.read_joined(READ_BATCH, offset))
                 events = [event.to_dict() for _, event in entries if event is not None]
                 for event in events:
                     self.recent.setdefault(event["experiment"], deque(maxlen=RECENT_SHARES)) \
@@ -144,7 +148,8 @@ class IngestService:
                 if entries:
                     offset = entries[-1][0]
                     if self.archiver is None or self.archiver.next_due() is None:
-                        await save(offset)  # everything up to here is in files
+                        # Everything up to here is in files.
+                        await self.joined.save_archived_offset(offset)
             except Exception:  # keep following: a failed write is retried next round
                 logger.exception("joined-stream reader failed; retrying")
                 if stopping:
@@ -191,29 +196,12 @@ def _learner_settings(experiment: ExperimentConfig) -> LearnerSettings:
 def redis_service(settings: Settings, url: str) -> IngestService:
     """The service on the Redis at ``url`` (the store the routers log to)."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
-    joiner = RedisJoiner(client, rules_of(settings.experiments))
     learners: dict[str, LearnerLoop] = {
         e.name: RedisLearner.from_url(url, _learner_settings(e)) for e in settings.experiments}
-
-    async def read_joined(after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        entries = await read_after(client, JOINED_STREAM, after, count)
-        return [(entry_id, _parse(fields)) for entry_id, fields in entries]
-
-    async def load() -> str:
-        return str(await client.get(ARCHIVE_OFFSET_KEY) or "0")
-
-    async def save(offset: str) -> None:
-        await client.set(ARCHIVE_OFFSET_KEY, offset)
-
-    async def close() -> None:
-        for learner in learners.values():
-            if isinstance(learner, RedisLearner):
-                await learner.close()
-        await client.aclose()
-
-    return IngestService(settings, joiner, learners, read_joined, (load, save),
-                         archiver=_archiver(settings),
-                         pushers=_pushers(settings, RedisPushLog(client)), close_hooks=[close])
+    return IngestService(settings, RedisJoiner(client, rules_of(settings.experiments)),
+                         learners, RedisJoinedLog(client), archiver=_archiver(settings),
+                         pushers=_pushers(settings, RedisPushLog(client)),
+                         close_hooks=[client.aclose])
 
 
 def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
@@ -230,41 +218,5 @@ def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
     learners: dict[str, LearnerLoop] = {
         e.name: MemoryLearner(_learner_settings(e), joined, checkpoints, leases)
         for e in settings.experiments}
-    offset = {"archived": "0"}
-
-    async def load() -> str:
-        return offset["archived"]
-
-    async def save(value: str) -> None:
-        offset["archived"] = value
-
-    async def read_joined(after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        return list(await joined.read_joined(count, after))
-
-    return IngestService(settings, _MemoryJoinerRunner(joiner), learners,
-                         read_joined, (load, save), archiver=_archiver(settings),
+    return IngestService(settings, joiner, learners, joined, archiver=_archiver(settings),
                          pushers=_pushers(settings, stats))
-
-
-def _parse(fields: Mapping[str, str]) -> JoinedEvent | None:
-    try:
-        return JoinedEvent.from_fields(fields)
-    except (KeyError, ValueError):
-        return None
-
-
-class _MemoryJoinerRunner:
-    """``run(stop, clock)`` for the memory joiner, like ``RedisJoiner.run``."""
-
-    def __init__(self, joiner: MemoryJoiner) -> None:
-        self.joiner = joiner
-
-    async def counts(self) -> dict[str, dict[str, int]]:
-        return await self.joiner.counts()
-
-    async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
-        while not stop.is_set():
-            if not await self.joiner.step(clock()):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.05)
-

@@ -22,11 +22,12 @@ import hmac
 import re
 from collections.abc import Sequence
 
+from reward_ingest.errors import SignatureError
+
 __all__ = [
     "DEFAULT_TOLERANCE_S",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
-    "SignatureError",
     "sign",
     "signature",
     "verify",
@@ -41,14 +42,6 @@ _SCHEME = "sha256="
 # for the same instant under a different string. 12 digits reach the year 33658.
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class SignatureError(Exception):
-    """The request is not authentic or not fresh; ``message`` says which, for the 401."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

@@ -48,19 +48,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from common.config import RewardConfig, Secrets, Settings
-from reward_ingest.rewards import (
-    Reward,
-    RewardStore,
-    RewardStoreUnavailableError,
-    default_reward_id,
-)
-from reward_ingest.signing import (
-    DEFAULT_TOLERANCE_S,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    SignatureError,
-    verify,
-)
+from reward_ingest.errors import DeliveryError, RewardStoreUnavailableError, SignatureError
+from reward_ingest.rewards import Reward, RewardStore, default_reward_id
+from reward_ingest.signing import DEFAULT_TOLERANCE_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 __all__ = ["IngestMetrics", "RewardWebhook", "create_webhook_app", "mount_rewards"]
 
@@ -96,23 +86,6 @@ class IngestMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class _RefusedError(Exception):
-    """A request answered with a 4xx/5xx; ``rejected``: rewards it carried, as counted."""
-
-    def __init__(self, status: int, error: str, message: str, *, rejected: int = 1,
-                 problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-        self.rejected, self.problems = rejected, problems
-
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": self.error, "message": self.message}
-        if self.problems is not None:
-            body["problems"] = self.problems
-        headers = {"Retry-After": "1"} if self.status == 503 else None
-        return JSONResponse(body, status_code=self.status, headers=headers)
-
-
 class RewardWebhook:
     """The ``POST /v1/rewards`` endpoint over ``store``; mount it with ``mount_rewards``.
 
@@ -141,13 +114,13 @@ class RewardWebhook:
         """Handle one delivery (the Starlette endpoint)."""
         try:
             accepted, duplicates = await self._handle(request)
-        except _RefusedError as refused:
+        except DeliveryError as refused:
             self.metrics.rewards["rejected"].inc(refused.rejected)
             self.metrics.requests[str(refused.status)].inc()
             level = logging.WARNING if refused.status in (401, 503) else logging.INFO
             log.log(level, "event=reward_refused status=%d error=%s client=%s reason=%r",
                     refused.status, refused.error, _client(request), refused.message[:300])
-            return refused.response()
+            return _refusal(refused)
         self.metrics.rewards["accepted"].inc(accepted)
         self.metrics.rewards["duplicate"].inc(duplicates)
         self.metrics.requests["202"].inc()
@@ -161,7 +134,7 @@ class RewardWebhook:
                 verify(self._secrets, timestamp, request.headers.get(SIGNATURE_HEADER), raw,
                        now=self._clock(), tolerance_s=self._tolerance_s)
             except SignatureError as exc:
-                raise _RefusedError(401, "unauthorized", exc.message) from None
+                raise DeliveryError(401, "unauthorized", exc.message) from None
         items = _items(_parse_json(raw), self._max_batch)
         rewards: list[Reward] = []
         problems: list[str] = []
@@ -172,12 +145,12 @@ class RewardWebhook:
             if reward is not None:
                 rewards.append(reward)
         if problems:
-            raise _RefusedError(422, "invalid_reward", "; ".join(problems),
+            raise DeliveryError(422, "invalid_reward", "; ".join(problems),
                                 rejected=len(items), problems=problems)
         try:
             return await self.store.add(rewards)
         except RewardStoreUnavailableError as exc:
-            raise _RefusedError(503, "unavailable", exc.message, rejected=len(items)) from None
+            raise DeliveryError(503, "unavailable", exc.message, rejected=len(items)) from None
 
 
 def mount_rewards(app: Starlette, webhook: RewardWebhook, path: str = "/v1/rewards") -> None:
@@ -225,9 +198,19 @@ def create_webhook_app(settings: Settings, store: RewardStore, secrets: Secrets,
     return app
 
 
+
+def _refusal(refused: DeliveryError) -> JSONResponse:
+    """The JSON answer to a refused delivery (503s say when to retry)."""
+    body: dict[str, Any] = {"error": refused.error, "message": refused.message}
+    if refused.problems is not None:
+        body["problems"] = refused.problems
+    headers = {"Retry-After": "1"} if refused.status == 503 else None
+    return JSONResponse(body, status_code=refused.status, headers=headers)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes ``limit`` bytes."""
-    too_large = _RefusedError(413, "payload_too_large", f"body exceeds {limit} bytes; "
+    too_large = DeliveryError(413, "payload_too_large", f"body exceeds {limit} bytes; "
                                                         "split the rewards into smaller batches")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -264,14 +247,14 @@ def _parse_json(raw: bytes) -> Any:
         return json.loads(raw, parse_constant=_NonFinite, parse_int=float,
                           object_pairs_hook=_unique_keys)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
-        raise _RefusedError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        raise DeliveryError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
 
 
 def _items(data: Any, max_batch: int) -> list[tuple[str, Any]]:
     """The items to validate, each with its path prefix (``""`` or ``"rewards[3]."``)."""
     shape = 'must be a JSON object: {"event_id", "reward"} or {"rewards": [...]}'
     if not isinstance(data, dict):
-        raise _RefusedError(422, "invalid_reward", f"body: {shape}", problems=[f"body: {shape}"])
+        raise DeliveryError(422, "invalid_reward", f"body: {shape}", problems=[f"body: {shape}"])
     if "rewards" not in data:
         return [("", data)]
     problems = [f"body: unknown key {key[:40]!r} beside 'rewards'" for key in data
@@ -282,9 +265,9 @@ def _items(data: Any, max_batch: int) -> list[tuple[str, Any]]:
     elif not batch:
         problems.append("rewards: must not be empty")
     if problems:
-        raise _RefusedError(422, "invalid_reward", "; ".join(problems), problems=problems)
+        raise DeliveryError(422, "invalid_reward", "; ".join(problems), problems=problems)
     if len(batch) > max_batch:
-        raise _RefusedError(413, "payload_too_large", f"rewards: {len(batch)} in one batch, "
+        raise DeliveryError(413, "payload_too_large", f"rewards: {len(batch)} in one batch, "
                             f"at most {max_batch}; split the batch", rejected=len(batch))
     return [(f"rewards[{i}].", item) for i, item in enumerate(batch)]
 

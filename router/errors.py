@@ -1,15 +1,23 @@
-"""The router's errors, each one of SageMaker Runtime's so boto3 raises the same classes.
+"""The router's exceptions, in one place.
 
-    RouterError
-    ├── ValidationError        400  unknown endpoint, bad context, body too large
-    ├── ModelError             424  the variant failed (OriginalStatusCode, OriginalMessage)
-    ├── ModelNotReady          429  ModelNotReadyException
-    ├── InternalFailure        500
-    └── ServiceUnavailable     503  throttled after retries, backend unreachable, log full
+    Exception
+    ├── RouterError                    answered to invocation clients as SageMaker Runtime's
+    │   │                              own errors, so boto3 raises the same classes
+    │   ├── ValidationError        400  unknown endpoint, bad context, body too large
+    │   ├── ModelError             424  the variant failed (OriginalStatusCode, OriginalMessage)
+    │   ├── ModelNotReady          429  ModelNotReadyException
+    │   ├── InternalFailure        500
+    │   └── ServiceUnavailable     503  throttled after retries, backend unreachable, log full
+    ├── RegistryError                  a registry operation that could not be done
+    │   ├── RegistryUnavailableError   the store did not answer: keep what you have, retry
+    │   └── RegistryConflictError      the registry moved past the revision the caller read
+    └── AdminError                     an admin API request refused: status, code, message,
+                                       and the problems of a bad body
 
-``error_response`` renders any of them in the rest-json shape botocore parses:
+``error_response`` renders a ``RouterError`` in the rest-json shape botocore parses:
 the ``x-amzn-ErrorType`` header names the code, the JSON body carries ``message``
-and the shape's other members.
+and the shape's other members. The admin routes render ``AdminError`` as
+``{"error", "message", "problems"}``.
 """
 
 from __future__ import annotations
@@ -75,6 +83,30 @@ class ServiceUnavailable(RouterError):
 
     code = "ServiceUnavailable"
     status = 503
+
+
+class RegistryError(Exception):
+    """A registry operation that could not be done."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The backing store did not answer; the caller keeps what it has and retries."""
+
+
+class RegistryConflictError(RegistryError):
+    """The registry changed since the revision the caller read (optimistic concurrency)."""
+
+
+class AdminError(Exception):
+    """An admin request refused: HTTP status, a short code, a message for people."""
+
+    def __init__(self, status: int, code: str, message: str, *,
+                 problems: list[str] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.problems = problems
+        self.headers = headers
 
 
 def error_response(error: RouterError, request_id: str | None = None) -> Response:

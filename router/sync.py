@@ -31,9 +31,10 @@ from common.config import ExperimentConfig
 
 from .backends import Backend, HttpBackend
 from .context import ContextExtractor
+from .errors import RegistryUnavailableError
 from .experiments import Experiment
 from .guardrails import Guardrails
-from .registry import Registry, RegistryUnavailableError, RegistryView, config_json
+from .registry import Registry, RegistryView, config_json
 from .state import (
     BackendFactory,
     Route,

@@ -30,6 +30,11 @@ async def read_after(client: Any, stream: str, after: str | None, count: int) ->
     return await client.xrange(stream, min=xrange_min(after), count=count)
 
 
+def as_text(value: str | bytes) -> str:
+    """A Redis reply as text, from a client with or without ``decode_responses``."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def sequence(stream_id: str) -> int:
     """The N of an in-memory id ``"N-0"`` (or ``"N"``); ``ValueError`` naming a bad id."""
     head = stream_id.split("-", 1)[0]

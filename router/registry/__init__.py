@@ -2,7 +2,7 @@
 
 ``open_registry(url)`` picks the implementation from the store URL: ``memory://``
 (one process) or ``redis://host:port/db`` (shared; the layout is in
-``router.registry.redis_registry``). Snapshots are published by the learner
+``router.registry.redis``). Snapshots are published by the learner
 (``common.storage.snapshots``); the registry reads them.
 """
 
@@ -12,23 +12,13 @@ from urllib.parse import urlsplit
 
 from common.storage.snapshots import Snapshot
 
-from .base import (
-    ChangeFeed,
-    Registry,
-    RegistryConflictError,
-    RegistryError,
-    RegistryUnavailableError,
-    RegistryView,
-    config_json,
-    parse_config,
-)
+from .base import ChangeFeed, Registry, RegistryView, config_json, parse_config
 from .memory import MemoryRegistry
-from .redis_registry import RedisRegistry
+from .redis import RedisRegistry
 
 __all__ = [
-    "ChangeFeed", "MemoryRegistry", "RedisRegistry", "Registry", "RegistryConflictError",
-    "RegistryError", "RegistryUnavailableError", "RegistryView", "Snapshot", "config_json",
-    "open_registry", "parse_config",
+    "ChangeFeed", "MemoryRegistry", "RedisRegistry", "Registry", "RegistryView", "Snapshot",
+    "config_json", "open_registry", "parse_config",
 ]
 
 

@@ -1,4 +1,4 @@
-"""What every experiment registry provides: the protocol, its view, its errors.
+"""What every experiment registry provides: the protocol and its view.
 
 The registry is what router replicas share: each experiment's configuration
 (as the YAML writes it) under a revision number bumped by every change, and the
@@ -18,18 +18,6 @@ from typing import Protocol
 
 from common.config import ExperimentConfig
 from common.storage.snapshots import Snapshot
-
-
-class RegistryError(Exception):
-    """A registry operation that could not be done."""
-
-
-class RegistryUnavailableError(RegistryError):
-    """The backing store did not answer; the caller keeps what it has and retries."""
-
-
-class RegistryConflictError(RegistryError):
-    """The registry changed since the revision the caller read (optimistic concurrency)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +54,8 @@ class ChangeFeed(Protocol):
 class Registry(Protocol):
     """Experiments and policy snapshots shared by router replicas.
 
-    Every method may raise ``RegistryUnavailableError``; writes taking ``expect_revision``
-    raise ``RegistryConflictError`` when the registry has moved past it.
+    Every method may raise ``router.errors.RegistryUnavailableError``; writes taking
+    ``expect_revision`` raise ``RegistryConflictError`` when the registry has moved past it.
     """
 
     async def start(self) -> None:

@@ -18,7 +18,8 @@ from contextlib import suppress
 from common.config import ExperimentConfig
 from common.storage.snapshots import MemorySnapshots, Snapshot
 
-from .base import RegistryConflictError, RegistryView, config_json, parse_config
+from ..errors import RegistryConflictError
+from .base import RegistryView, config_json, parse_config
 
 
 class _Feed:

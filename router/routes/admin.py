@@ -28,7 +28,8 @@ from starlette.responses import JSONResponse, Response
 from common.config import ExperimentConfig, VariantConfig
 from common.config_problems import problem_lines
 
-from ..registry import RegistryConflictError, RegistryUnavailableError, RegistryView, config_json
+from ..errors import AdminError, RegistryConflictError, RegistryUnavailableError
+from ..registry import RegistryView, config_json
 from ..state import Route, RouterState
 from ..stats import ExperimentStats, experiment_stats, read_reward_figures
 from ..stats_source import StatsSource
@@ -45,18 +46,6 @@ from ..timeline import (
 MAX_ADMIN_BODY_BYTES = 1 << 20
 WRITE_ATTEMPTS = 5
 REVISION_HEADER = "X-Bandit-Registry-Revision"
-
-
-class AdminError(Exception):
-    """An admin request refused: HTTP status, a short code, a message for people."""
-
-    def __init__(self, status: int, code: str, message: str, *,
-                 problems: list[str] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.problems = problems
-        self.headers = headers
 
 
 async def admin_error_response(request: Request, exc: Exception) -> Response:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from router.store.base import DecisionStore, StoreStatus
 from router.store.memory import MemoryStore
-from router.store.redis_store import (
+from router.store.redis import (
     DEFAULT_SEEN_TTL_S,
     DEFAULT_SPOOL_MAX_BYTES,
     DEFAULT_STREAM_MAXLEN,

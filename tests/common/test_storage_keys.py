@@ -112,11 +112,9 @@ def test_every_module_holding_a_name_holds_the_one_from_common_storage() -> None
 
 
 @pytest.mark.parametrize(("writer", "reader", "name"), [
-    ("router.store.redis_store", "reward_ingest.joiner_redis", "DECISIONS_STREAM"),
-    ("reward_ingest.rewards_redis", "reward_ingest.joiner_redis", "REWARDS_STREAM"),
-    ("reward_ingest.joiner_redis", "reward_ingest.learner_redis", "JOINED_STREAM"),
-    ("reward_ingest.joiner_redis", "reward_ingest.service", "JOINED_STREAM"),
-    ("router.registry.redis_registry", "common.storage.snapshots", "POLICY_CHANNEL"),
+    ("router.store.redis", "reward_ingest.joiner.redis", "DECISIONS_STREAM"),
+    ("reward_ingest.rewards.redis", "reward_ingest.joiner.redis", "REWARDS_STREAM"),
+    ("router.registry.redis", "common.storage.snapshots", "POLICY_CHANNEL"),
 ])
 def test_the_router_and_the_ingester_share_each_name(writer: str, reader: str,
                                                      name: str) -> None:
@@ -125,11 +123,11 @@ def test_the_router_and_the_ingester_share_each_name(writer: str, reader: str,
 
 
 @pytest.mark.parametrize(("module", "builder"), [
-    ("router.registry.redis_registry", "policy_key"),
-    ("reward_ingest.learner_redis", "policy_key"),
-    ("reward_ingest.learner_redis", "learner_lease_key"),
+    ("router.registry.redis", "policy_key"),
+    ("reward_ingest.learner.redis", "policy_key"),
+    ("reward_ingest.learner.redis", "learner_lease_key"),
     ("router.stats_source", "stats_key"),
-    ("reward_ingest.learner_redis", "stats_key"),
+    ("reward_ingest.learner.redis", "stats_key"),
     ("router.stats_source", "pushes_key"),
     ("reward_ingest.stats_sink", "pushes_key"),
 ])

@@ -23,9 +23,8 @@ import redis.asyncio as aioredis
 
 from common.storage.keys import DECISIONS_STREAM, REWARDS_STREAM
 from reward_ingest.join_rules import JoinRule
-from reward_ingest.joiner_redis import RedisJoiner
-from reward_ingest.learner import LearnerSettings
-from reward_ingest.learner_redis import RedisLearner
+from reward_ingest.joiner import RedisJoiner
+from reward_ingest.learner import LearnerSettings, RedisLearner
 
 T0 = 1_700_000_000.0
 T_END = T0 + 100_000.0

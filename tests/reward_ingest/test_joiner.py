@@ -17,10 +17,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.storage.keys import DECISIONS_STREAM, JOINED_STREAM, REWARDS_STREAM
+from reward_ingest.errors import LeaseLost
 from reward_ingest.join_rules import JoinedEvent, JoinRule
-from reward_ingest.joiner import JoinedLog, MemoryJoiner
-from reward_ingest.joiner_redis import RedisJoiner
-from reward_ingest.lease import LeaseLost
+from reward_ingest.joiner import JoinedLog, MemoryJoiner, RedisJoiner
 from tests.reward_ingest._pipeline import decision, fixed_input, reward
 
 T = 1_000_000.0

@@ -24,11 +24,11 @@ import redis.asyncio as aioredis
 
 from bandit import load_policy, make_policy
 from common.storage.keys import JOINED_STREAM, learner_checkpoint_key
+from reward_ingest.errors import LeaseLost
 from reward_ingest.join_rules import JoinedEvent
 from reward_ingest.joiner import JoinedLog, MemoryJoiner
-from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner
-from reward_ingest.learner_redis import RedisLearner
-from reward_ingest.lease import LeaseLost, MemoryLeaseTable
+from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner, RedisLearner
+from reward_ingest.lease import MemoryLeaseTable
 from tests._redis_server import RedisServer
 from tests.reward_ingest._pipeline import (
     RULES,
@@ -223,7 +223,7 @@ def test_lease_takeover_resumes_from_the_checkpoint(redis_url: str) -> None:
                                batch=20, lease_ttl_s=0.3)
 
     async def run() -> None:
-        from reward_ingest.joiner_redis import RedisJoiner
+        from reward_ingest.joiner import RedisJoiner
 
         text = aioredis.Redis.from_url(redis_url, decode_responses=True)
         joiner = RedisJoiner(text, RULES)

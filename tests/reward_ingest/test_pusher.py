@@ -12,14 +12,8 @@ import pytest
 from botocore.config import Config
 
 from common.config_sections import WeightsPushConfig
-from reward_ingest.pusher import (
-    EndpointNotFoundError,
-    PushError,
-    PushRecord,
-    VariantMismatchError,
-    WeightPusher,
-    default_client_factory,
-)
+from reward_ingest.errors import EndpointNotFoundError, PushError, VariantMismatchError
+from reward_ingest.pusher import PushRecord, WeightPusher, default_client_factory
 from reward_ingest.weights import TOLERANCE, largest_change
 from tests._servers import free_port
 from tests.reward_ingest._moto import (

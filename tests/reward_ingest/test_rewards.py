@@ -1,4 +1,4 @@
-"""reward_ingest.rewards and rewards_redis: identity, dedupe, order, Redis specifics.
+"""reward_ingest.rewards (base, memory, redis): identity, dedupe, order, Redis specifics.
 
 The behaviour tests run over both stores (``store_url``: memory:// and a real
 redis-server); Redis tests read the stream back with a plain synchronous client, so
@@ -18,18 +18,19 @@ import pytest
 import redis
 
 from common.storage.keys import REWARD_SEEN_PREFIX, REWARDS_STREAM
+from reward_ingest.errors import RewardStoreUnavailableError
 from reward_ingest.rewards import (
     DEFAULT_SEEN_TTL_S,
     MemoryRewardStore,
+    RedisRewardStore,
     Reward,
     RewardStore,
-    RewardStoreUnavailableError,
     decode_reward,
     default_reward_id,
     encode_reward,
+    open_reward_store,
     seen_key,
 )
-from reward_ingest.rewards_redis import RedisRewardStore, open_reward_store
 from tests._redis_server import RedisServer
 from tests._servers import free_port
 

@@ -21,6 +21,12 @@ class IdleJoiner:
     async def run(self, stop: asyncio.Event, clock: Any = None) -> None:
         await stop.wait()
 
+    async def step(self, now: float) -> int:
+        return 0
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        return {}
+
 
 def joined(i: int) -> JoinedEvent:
     decision = {k: v for k, v in event(i).items()
@@ -31,23 +37,12 @@ def joined(i: int) -> JoinedEvent:
 
 def test_events_joined_just_before_stop_are_archived(tmp_path: Path) -> None:
     log = JoinedLog()
-    offset = {"archived": "0"}
-
-    async def load() -> str:
-        return offset["archived"]
-
-    async def save(value: str) -> None:
-        offset["archived"] = value
-
-    async def read_joined(after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        return list(await log.read_joined(count, after))
 
     async def scenario() -> None:
         settings = parse_settings({"store": "memory://", "experiments": [{
             "name": "churn", "endpoint": "ep", "variants": [{"name": "V1"}, {"name": "V2"}],
             "policy": {"type": "thompson"}}]})
-        service = IngestService(settings, IdleJoiner(),
-                                {}, read_joined, (load, save),
+        service = IngestService(settings, IdleJoiner(), {}, log,
                                 archiver=Archiver(str(tmp_path), clock=FakeClock()))
         async with service.running():
             await asyncio.sleep(0.05)  # the reader has found nothing and is waiting
@@ -58,4 +53,4 @@ def test_events_joined_just_before_stop_are_archived(tmp_path: Path) -> None:
     asyncio.run(scenario())
     archived = [eid for path in json_files(tmp_path) for eid in event_ids(path.read_bytes())]
     assert archived == [f"e{i}" for i in range(READ_BATCH + 5)]
-    assert offset["archived"] == f"{READ_BATCH + 5}-0"
+    assert asyncio.run(log.archived_offset()) == f"{READ_BATCH + 5}-0"

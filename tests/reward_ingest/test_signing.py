@@ -10,14 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reward_ingest.signing import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    SignatureError,
-    sign,
-    signature,
-    verify,
-)
+from reward_ingest.errors import SignatureError
+from reward_ingest.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature, verify
 
 SECRET = "whsec_test"  # noqa: S105 - a test secret
 BODY = b'{"event_id":"e1","reward":1}'

@@ -21,8 +21,7 @@ import redis
 
 from common.config import Secrets, Settings, parse_settings
 from common.storage.keys import REWARDS_STREAM
-from reward_ingest.rewards import MemoryRewardStore, Reward, RewardStore
-from reward_ingest.rewards_redis import RedisRewardStore
+from reward_ingest.rewards import MemoryRewardStore, RedisRewardStore, Reward, RewardStore
 from reward_ingest.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from reward_ingest.webhook import MAX_BODY_BYTES, create_webhook_app
 from tests._servers import free_port, run_asgi

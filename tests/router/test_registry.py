@@ -21,14 +21,8 @@ from common.storage.keys import (
     REVISION_KEY,
     policy_key,
 )
-from router.registry import (
-    MemoryRegistry,
-    Registry,
-    RegistryConflictError,
-    RegistryUnavailableError,
-    config_json,
-    open_registry,
-)
+from router.errors import RegistryConflictError, RegistryUnavailableError
+from router.registry import MemoryRegistry, Registry, config_json, open_registry
 from tests._servers import free_port
 from tests._snapshots import publish_snapshot
 from tests.router._stack import experiment

@@ -28,11 +28,11 @@ from common.config import Secrets, Settings, parse_settings
 from common.config_sections import WeightsPushConfig
 from common.learner_stats import TIMELINE_MAXLEN, MemoryLearnerStats
 from common.storage.keys import pushes_key, stats_key, timeline_key
+from reward_ingest.errors import LeaseLost
 from reward_ingest.join_rules import JoinedEvent
 from reward_ingest.joiner import JoinedLog
-from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner
-from reward_ingest.learner_redis import RedisLearner
-from reward_ingest.lease import LeaseLost, MemoryLeaseTable
+from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner, RedisLearner
+from reward_ingest.lease import MemoryLeaseTable
 from reward_ingest.pusher import PushRecord, WeightPusher, default_client_factory
 from reward_ingest.stats_sink import RedisPushLog, push_recorder
 from router.app import create_app

@@ -42,13 +42,8 @@ from common.storage.keys import (
 )
 from common.storage.snapshots import Snapshot
 
-from .base import (
-    RegistryConflictError,
-    RegistryUnavailableError,
-    RegistryView,
-    config_json,
-    parse_config,
-)
+from ..errors import RegistryConflictError, RegistryUnavailableError
+from .base import RegistryView, config_json, parse_config
 
 TIMEOUT_S = 1.0
 

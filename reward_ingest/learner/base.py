@@ -20,8 +20,9 @@ Skipped (counted, offset still advances): other experiments' events, targeted de
 unless ``learn_from_targeted``, variants that are no longer arms of the policy, and
 feedback the policy refuses (e.g. a Beta-Thompson reward outside [0, 1]).
 
-``MemoryLearner`` checkpoints into a ``MemoryCheckpoints`` in the same process;
-``learner_redis.RedisLearner`` into Redis.
+``LearnerLoop`` is that loop; its subclasses say where checkpoints live:
+``memory.MemoryLearner`` in a ``MemoryCheckpoints`` in the same process,
+``redis.RedisLearner`` in Redis. Both read a joined stream (``joiner.JoinedReader``).
 """
 
 from __future__ import annotations
@@ -33,19 +34,17 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
 from bandit import BanditError, Feedback, Policy, load_policy, make_policy
-from common.learner_stats import MemoryLearnerStats
-from common.storage.snapshots import MemorySnapshots
-
-from .join_rules import JoinedEvent
-from .joiner import JoinedLog
-from .lease import DEFAULT_TTL_S, LeaseLost, MemoryLease, MemoryLeaseTable, _Renewing
-from .stats_sink import TIMELINE_INTERVAL_S, RewardTally, TimelineBuffer
+from reward_ingest.errors import LeaseLost
+from reward_ingest.join_rules import JoinedEvent
+from reward_ingest.joiner import JoinedReader
+from reward_ingest.lease import DEFAULT_TTL_S, _Renewing
+from reward_ingest.stats_sink import TIMELINE_INTERVAL_S, RewardTally, TimelineBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -174,11 +173,13 @@ def learn(policy: Policy, events: Sequence[JoinedEvent | None], settings: Learne
 
 
 class LearnerLoop(ABC):
-    """The loop both learners share; subclasses say where checkpoints and events live."""
+    """The loop both learners share; subclasses say where checkpoints live."""
 
-    def __init__(self, settings: LearnerSettings, lease: _Renewing) -> None:
+    def __init__(self, settings: LearnerSettings, lease: _Renewing,
+                 joined: JoinedReader) -> None:
         self.settings = settings
         self.lease = lease
+        self.joined = joined
         self.policy: Policy | None = None
         self.offset = "0"
         self.counters = LearnerCounters()
@@ -193,15 +194,11 @@ class LearnerLoop(ABC):
         self.policy = policy
         if changed:
             try:
-                version = await self._save(policy.snapshot(), self.offset, publish=True)
+                saved = await self._save(policy.snapshot(), self.offset, publish=True)
             except BaseException:
                 self.policy = None
                 raise
-            if version is None:
-                self.policy = None
-                self.lease.lost = True
-                raise LeaseLost(f"learner {self.settings.experiment}: lease lost (fenced)")
-            self.counters.version = version
+            self.counters.version = self._unfenced(saved)
         elif checkpoint is not None:
             self.counters.version = checkpoint.version
         self.counters.restores += 1
@@ -214,7 +211,7 @@ class LearnerLoop(ABC):
         policy = self.policy
         if policy is None:  # restore() sets it or raises
             raise LeaseLost(f"learner {self.settings.experiment}: no policy")
-        entries = await self._read(self.offset, self.settings.batch)
+        entries = await self.joined.read_joined(self.settings.batch, self.offset)
         if not entries:
             await self._flush_timeline(policy)
             return 0
@@ -225,15 +222,12 @@ class LearnerLoop(ABC):
             learn(policy, [event for _, event in entries], self.settings, tally, rewards)
             publish = tally["learned"] > 0
             point = self.timeline.point(policy, now, rewards)
-            version = await self._save(policy.snapshot(), entries[-1][0], publish=publish,
-                                       rewards=rewards, point=point)
+            saved = await self._save(policy.snapshot(), entries[-1][0], publish=publish,
+                                     rewards=rewards, point=point)
         except BaseException:
             self.policy = None  # ahead of the checkpoint (or half updated): reload it
             raise
-        if version is None:
-            self.policy = None
-            self.lease.lost = True
-            raise LeaseLost(f"learner {self.settings.experiment}: lease lost (fenced)")
+        version = self._unfenced(saved)
         self.timeline.committed(rewards, point is not None, now)
         self.offset = entries[-1][0]
         tally["batches"] += 1
@@ -249,12 +243,18 @@ class LearnerLoop(ABC):
         point = self.timeline.point(policy, now)
         if point is None:
             return
-        version = await self._save(policy.snapshot(), self.offset, publish=False, point=point)
+        self._unfenced(await self._save(policy.snapshot(), self.offset, publish=False,
+                                        point=point))
+        self.timeline.committed(None, True, now)
+
+    def _unfenced(self, version: int | None) -> int:
+        """``version`` from a checkpoint write; ``None`` means the store refused it (the
+        lease is someone else's): drop the policy, mark the lease lost, raise."""
         if version is None:
             self.policy = None
             self.lease.lost = True
             raise LeaseLost(f"learner {self.settings.experiment}: lease lost (fenced)")
-        self.timeline.committed(None, True, now)
+        return version
 
     async def run(self, stop: asyncio.Event, idle_s: float = 0.05) -> None:
         """Learn until ``stop``: take the lease, restore, step; start over if it is lost."""
@@ -278,63 +278,16 @@ class LearnerLoop(ABC):
                 await asyncio.sleep(idle_s)
         await self.lease.release()
 
+    async def close(self) -> None:
+        """Give the lease up (a successor need not wait for it to expire)."""
+        await self.lease.release()
+
     @abstractmethod
     async def _load(self) -> Checkpoint | None:
         """The stored checkpoint, if any."""
-
-    @abstractmethod
-    async def _read(self, after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        """Up to ``count`` joined entries after the id ``after``."""
 
     @abstractmethod
     async def _save(self, snapshot: bytes, offset: str, *, publish: bool,
                     rewards: RewardTally | None = None, point: str | None = None) -> int | None:
         """Atomically store the checkpoint (and publish), add ``rewards`` to the reward
         totals and append the timeline ``point``; the version, or None if fenced."""
-
-
-@dataclass(slots=True)
-class MemoryCheckpoints:
-    """In-process checkpoints and published snapshots, as the Redis layout keeps them."""
-
-    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
-    snapshots: MemorySnapshots = field(default_factory=MemorySnapshots)
-    """Where snapshots are published (``bandit:policy:{experiment}``); the in-process
-    router's registry reads the same object."""
-    stats: MemoryLearnerStats = field(default_factory=MemoryLearnerStats)
-    """Reward totals and timeline, written with each checkpoint (``bandit:stats:*``)."""
-
-
-class MemoryLearner(LearnerLoop):
-    """The learner in one process, over a ``JoinedLog``."""
-
-    def __init__(self, settings: LearnerSettings, joined: JoinedLog, store: MemoryCheckpoints,
-                 leases: MemoryLeaseTable) -> None:
-        super().__init__(settings, MemoryLease(leases, f"learner:{settings.experiment}",
-                                               settings.lease_ttl_s))
-        self._joined = joined
-        self._store = store
-
-    async def _load(self) -> Checkpoint | None:
-        return self._store.checkpoints.get(self.settings.experiment)
-
-    async def _read(self, after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        return list(await self._joined.read_joined(count, after))
-
-    async def _save(self, snapshot: bytes, offset: str, *, publish: bool,
-                    rewards: RewardTally | None = None, point: str | None = None) -> int | None:
-        if not isinstance(self.lease, MemoryLease) or not self.lease.owns():
-            return None
-        # One synchronous step (no await): atomic in this process.
-        name, snapshots = self.settings.experiment, self._store.snapshots
-        if publish:
-            version = snapshots.publish(name, snapshot)
-        else:
-            latest = snapshots.latest(name)
-            version = latest.version if latest is not None else 0
-        self._store.checkpoints[name] = Checkpoint(snapshot, offset, version)
-        if rewards is not None:
-            self._store.stats.add_totals(name, rewards.deltas())
-        if point is not None:
-            self._store.stats.append_point(name, point)
-        return version

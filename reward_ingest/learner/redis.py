@@ -4,7 +4,7 @@ Keys per experiment ``E``:
 
 | key | holds |
 | --- | --- |
-| ``bandit:learner:E:lease`` | the active learner's token (``lease.RedisLease``, default TTL 5 s) |
+| ``bandit:learner:E:lease`` | the active learner's token (``RedisLease``, default TTL 5 s) |
 | ``bandit:learner:E:checkpoint`` hash | ``snapshot``, ``offset`` (last ``bandit:joined`` id |
 | | applied), ``version`` (the published version it matches), ``policy_version`` |
 | ``bandit:policy:E`` hash | ``version`` (publication counter, ``HINCRBY``), ``snapshot``: |
@@ -30,7 +30,6 @@ import redis.asyncio as aioredis
 
 from common.learner_stats import TIMELINE_MAXLEN
 from common.storage.keys import (
-    JOINED_STREAM,
     learner_checkpoint_key,
     learner_lease_key,
     policy_key,
@@ -38,12 +37,12 @@ from common.storage.keys import (
     timeline_key,
 )
 from common.storage.snapshots import PUBLISH_SNAPSHOT_LUA
-from common.storage.streams import read_after
+from common.storage.streams import as_text
+from reward_ingest.joiner.redis import RedisJoinedLog
+from reward_ingest.lease import RedisLease
+from reward_ingest.stats_sink import RewardTally
 
-from .join_rules import JoinedEvent
-from .learner import Checkpoint, LearnerLoop, LearnerSettings
-from .lease import RedisLease
-from .stats_sink import RewardTally
+from .base import Checkpoint, LearnerLoop, LearnerSettings
 
 # KEYS: lease, checkpoint, published policy, reward totals, timeline. ARGV: token, snapshot,
 # offset, publish (0/1), experiment, policy version, timeline point ('' = none), timeline
@@ -73,7 +72,7 @@ class RedisLearner(LearnerLoop):
 
     def __init__(self, client: aioredis.Redis, settings: LearnerSettings) -> None:
         super().__init__(settings, RedisLease(client, learner_lease_key(settings.experiment),
-                                              settings.lease_ttl_s))
+                                              settings.lease_ttl_s), RedisJoinedLog(client))
         self._redis = client
         self._checkpoint = client.register_script(CHECKPOINT)
         name = settings.experiment
@@ -87,7 +86,7 @@ class RedisLearner(LearnerLoop):
 
     async def close(self) -> None:
         """Release the lease and the connection."""
-        await self.lease.release()
+        await super().close()
         await self._redis.aclose()
 
     async def _load(self) -> Checkpoint | None:
@@ -95,11 +94,7 @@ class RedisLearner(LearnerLoop):
             self._keys[1], ["snapshot", "offset", "version"]))
         if snapshot is None or offset is None:
             return None
-        return Checkpoint(bytes(snapshot), _text(offset), int(version or 0))
-
-    async def _read(self, after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        entries = await read_after(self._redis, JOINED_STREAM, after, count)
-        return [(_text(stream_id), _parse(fields)) for stream_id, fields in entries]
+        return Checkpoint(bytes(snapshot), as_text(offset), int(version or 0))
 
     async def _save(self, snapshot: bytes, offset: str, *, publish: bool,
                     rewards: RewardTally | None = None, point: str | None = None) -> int | None:
@@ -112,17 +107,6 @@ class RedisLearner(LearnerLoop):
                 args += [name, repr(delta)]
         version = int(await self._checkpoint(keys=self._keys, args=args))
         return None if version < 0 else version
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _parse(fields: dict[bytes, bytes]) -> JoinedEvent | None:
-    try:
-        return JoinedEvent.from_fields(fields)
-    except ValueError:  # skipped (and counted) by the learner, never wedging it
-        return None
 
 
 async def _wait(call: Any) -> Any:

@@ -11,7 +11,7 @@ Keys (``P`` = ``bandit:join:``; the names are in ``common.storage.keys``):
 | ``P r:{id}`` set | reward ids seen (dedupe); kept with the done marker's TTL |
 | ``P deadlines`` zset | event id -> when its window (or an orphan's fallback) closes |
 | ``P done:{id}`` string | finished: the experiment ("" = rewards dropped as orphans), TTL ≥ 1 day |
-| ``P counts:{experiment}`` hash | ``joiner.COUNTERS``; ``_unknown`` for inputs tied to none |
+| ``P counts:{experiment}`` hash | ``base.COUNTERS``; ``_unknown`` for inputs tied to none |
 | ``P lease`` string | the active joiner's token (``lease.RedisLease``) |
 | ``bandit:joined`` stream | output: ``event`` (decision JSON verbatim), ``reward``, ``default`` |
 | | (``0``/``1``), ``rewards`` (how many aggregated), ``joined_at`` (unix s) |
@@ -47,6 +47,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from common.storage.keys import (
+    ARCHIVE_OFFSET_KEY,
     DECISIONS_STREAM,
     JOIN_COUNTS_PREFIX,
     JOIN_DEADLINES,
@@ -56,10 +57,11 @@ from common.storage.keys import (
     JOINED_STREAM,
     REWARDS_STREAM,
 )
-from common.storage.streams import read_after
-
-from .join_rules import (
+from common.storage.streams import START, as_text, read_after
+from reward_ingest.errors import LeaseLost
+from reward_ingest.join_rules import (
     DecisionIn,
+    JoinedEvent,
     JoinRule,
     marker_ttl,
     max_wait,
@@ -67,8 +69,9 @@ from .join_rules import (
     parse_reward,
     reward_text,
 )
-from .joiner import BATCH, COUNTERS, JOINED_MAXLEN, UNKNOWN, Rules, rule_lookup
-from .lease import DEFAULT_TTL_S, LeaseLost, RedisLease
+from reward_ingest.lease import DEFAULT_TTL_S, RedisLease
+
+from .base import BATCH, COUNTERS, JOINED_MAXLEN, UNKNOWN, Rules, rule_lookup
 
 logger = logging.getLogger(__name__)
 
@@ -356,4 +359,33 @@ async def _wait(call: Any) -> Any:
     return await call
 
 
-__all__ = ["UNKNOWN", "RedisJoiner"]
+class RedisJoinedLog:
+    """The joined stream ``bandit:joined`` and the archive's offset in it
+    (``bandit:archive:offset``), on any redis.asyncio client (text or bytes replies)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+
+    async def read_joined(self, count: int,
+                          after: str = START) -> list[tuple[str, JoinedEvent | None]]:
+        """Up to ``count`` entries after ``after``; ``None`` for an entry that does not
+        parse (the learner skips and counts it, never wedging on it)."""
+        entries = await read_after(self._redis, JOINED_STREAM, after, count)
+        return [(as_text(stream_id), _parse(fields)) for stream_id, fields in entries]
+
+    async def archived_offset(self) -> str:
+        offset = await self._redis.get(ARCHIVE_OFFSET_KEY)
+        return as_text(offset) if offset is not None else START
+
+    async def save_archived_offset(self, offset: str) -> None:
+        await self._redis.set(ARCHIVE_OFFSET_KEY, offset)
+
+
+def _parse(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> JoinedEvent | None:
+    try:
+        return JoinedEvent.from_fields(fields)
+    except ValueError:
+        return None
+
+
+__all__ = ["RedisJoinedLog", "RedisJoiner"]

@@ -14,7 +14,8 @@ recognised and recorded once. Consequences of the derived id, by design:
 
 Stores record each identity once and keep the order of acceptance; on Redis the
 stream ``bandit:rewards`` (field ``reward``: compact JSON with ``event_id``,
-``reward``, ``received_at``, ``reward_id``), see ``reward_ingest.rewards_redis``.
+``reward``, ``received_at``, ``reward_id``), see ``reward_ingest.rewards.redis``;
+in one process, ``reward_ingest.rewards.memory``.
 """
 
 from __future__ import annotations
@@ -26,14 +27,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from common.storage.keys import reward_seen_key
-from common.storage.streams import MemoryStream
 
 __all__ = [
     "DEFAULT_SEEN_TTL_S",
-    "MemoryRewardStore",
     "Reward",
     "RewardStore",
-    "RewardStoreUnavailableError",
     "decode_reward",
     "default_reward_id",
     "encode_reward",
@@ -44,7 +42,7 @@ __all__ = [
 DEFAULT_SEEN_TTL_S = 2 * 86400
 """How long a reward identity is remembered: two days outlasts the retry schedules of
 common webhook senders (hours to ~3 days with backoff) for all but the last attempts,
-and bounds Redis memory (see ``reward_ingest.rewards_redis`` for the cost per key)."""
+and bounds Redis memory (see ``reward_ingest.rewards.redis`` for the cost per key)."""
 
 _FIELDS = ("event_id", "reward", "received_at", "reward_id")
 
@@ -64,14 +62,6 @@ class Reward:
     """The sender's idempotency key, or ``default_reward_id(...)``."""
 
 
-class RewardStoreUnavailableError(Exception):
-    """The store could not record the rewards now; nothing was recorded twice, retry."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 class RewardStore(Protocol):
     """The rewards log: record each reward identity once, read them back in order."""
 
@@ -86,7 +76,7 @@ class RewardStore(Protocol):
     async def add(self, rewards: list[Reward]) -> tuple[int, int]:
         """Record the rewards whose identity is new; ``(accepted, duplicates)``.
 
-        All or none are decided: on ``RewardStoreUnavailableError`` the caller does not
+        All or none are decided: on ``errors.RewardStoreUnavailableError`` the caller does not
         know which were written, and retrying the same rewards is always safe.
         """
         ...
@@ -150,40 +140,3 @@ def decode_reward(line: str | bytes) -> Reward:
     if not (isinstance(event_id, str) and isinstance(reward_id, str) and numbers_ok):
         raise ValueError(f"a stored reward has a field of the wrong type: {line!r:.200}")
     return Reward(event_id, float(value), float(received_at), reward_id)
-
-
-class MemoryRewardStore:
-    """Rewards in a ``MemoryStream``, ids ``"1-0"``, ``"2-0"``…; for tests and one-process
-    runs.
-
-    Identities are remembered for the life of the process (no TTL, no trimming), and
-    each reward goes through the JSON round trip, as it would on Redis.
-    """
-
-    def __init__(self) -> None:
-        self._rewards: MemoryStream[Reward] = MemoryStream(dedupe=True)
-
-    async def start(self) -> None:
-        """Nothing to connect to."""
-
-    async def close(self) -> None:
-        """Nothing to release; the rewards stay readable."""
-
-    async def add(self, rewards: list[Reward]) -> tuple[int, int]:
-        """Record each reward whose ``(event_id, reward_id)`` is new."""
-        lines = [encode_reward(reward) for reward in rewards]  # fail before recording any
-        accepted = 0
-        for reward, line in zip(rewards, lines, strict=True):
-            accepted += self._rewards.append(decode_reward(line),
-                                             (reward.event_id, reward.reward_id))
-        return accepted, len(rewards) - accepted
-
-    async def read(self, count: int, after: str = "0") -> list[tuple[str, Reward]]:
-        """Up to ``count`` rewards after the id ``after`` (``"N-0"`` is the N-th)."""
-        return self._rewards.read(count, after)
-
-    async def read_rewards(self, count: int,
-                           after: str = "0") -> list[tuple[str, dict[str, Any]]]:
-        """Like ``read``, each reward as its stored JSON object."""
-        return [(stream_id, stored_object(encode_reward(reward)))
-                for stream_id, reward in await self.read(count, after)]

@@ -34,19 +34,11 @@ from redis.exceptions import RedisError
 from common.storage.group_commit import GroupCommit
 from common.storage.keys import REWARDS_STREAM
 from common.storage.streams import read_after
-from reward_ingest.rewards import (
-    DEFAULT_SEEN_TTL_S,
-    MemoryRewardStore,
-    Reward,
-    RewardStore,
-    RewardStoreUnavailableError,
-    decode_reward,
-    encode_reward,
-    seen_key,
-    stored_object,
-)
+from reward_ingest.errors import RewardStoreUnavailableError
 
-__all__ = ["DEFAULT_STREAM_MAXLEN", "MAX_BATCH", "RedisRewardStore", "open_reward_store"]
+from .base import DEFAULT_SEEN_TTL_S, Reward, decode_reward, encode_reward, seen_key, stored_object
+
+__all__ = ["DEFAULT_STREAM_MAXLEN", "MAX_BATCH", "RedisRewardStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -185,15 +177,3 @@ def _fail(batch: Sequence[_Entry], error: BaseException) -> None:
     for _, _, future in batch:
         if not future.done():
             future.set_exception(error)
-
-
-def open_reward_store(url: str, *, seen_ttl_s: int = DEFAULT_SEEN_TTL_S,
-                      stream_maxlen: int = DEFAULT_STREAM_MAXLEN) -> RewardStore:
-    """The store ``url`` names (not started yet): ``memory://`` or ``redis://host:port/db``."""
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        return MemoryRewardStore()
-    if scheme in ("redis", "rediss"):
-        return RedisRewardStore(url, seen_ttl_s=seen_ttl_s, stream_maxlen=stream_maxlen)
-    raise ValueError(f"unsupported reward store URL {url!r}: use memory:// or redis://host:port/db")
-

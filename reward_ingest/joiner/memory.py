@@ -1,43 +1,26 @@
-"""The joiner's protocol, its counters, and the in-process joiner (``memory://``).
+"""The joiner in one process (``memory://``): same rules and counters as the Redis joiner.
 
-A joiner pairs decisions with rewards by event id (see ``join_rules``):
-
-- a decision opens a window that closes at ``timestamp + wait_seconds``;
-- ``first`` joins as soon as a decision and an in-range reward are both in (in either
-  order); ``sum``/``max``/``mean`` wait for the window to close;
-- at the deadline a decision gets its aggregate, else the default reward, else is
-  dropped; rewards whose decision never came are dropped as orphans at
-  ``received_at + the longest window``;
-- counters do not depend on how decisions and rewards interleave: a duplicate
-  reward seen before its decision is counted for the experiment once the decision
-  comes, and with ``first`` every reward after the joined one is ``late``, whether it
-  came before the decision or after;
-- a finished event keeps a marker for ``marker_ttl`` (≥ 1 day): inputs for it after
-  that are counted (late or duplicate), never joined, and a decision that arrives
-  after its rewards were dropped as orphans is still joined (with the default).
-
-Counters per experiment (``COUNTERS``); what cannot be tied to an experiment (orphans,
-rewards duplicated before their decision, malformed input) goes under ``UNKNOWN``.
-``MemoryJoiner`` keeps all of it in dicts; ``joiner_redis.RedisJoiner`` in Redis,
-with the same semantics (the tests run both over the same input).
+``MemoryJoiner`` keeps its windows, markers and counters in dicts and writes joined
+events to a ``JoinedLog``, the in-process joined stream (``common.storage.streams``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import json
+import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from common.storage.streams import MemoryStream
-
-from .join_rules import (
+from common.storage.streams import START, MemoryStream
+from reward_ingest.join_rules import (
     DecisionIn,
     JoinedEvent,
     JoinRule,
-    RewardIn,
     marker_ttl,
     max_wait,
     parse_decision,
@@ -45,63 +28,38 @@ from .join_rules import (
     settle,
 )
 
-COUNTERS = ("joined", "default_rewards", "dropped_no_reward", "late_rewards",
-            "duplicate_rewards", "out_of_range", "orphan_rewards", "duplicate_decisions",
-            "unknown_experiment", "malformed_decisions", "malformed_rewards")
-UNKNOWN = "_unknown"
-"""The counters' experiment for inputs tied to none (not a valid experiment name)."""
-BATCH = 1000
+from .base import (
+    BATCH,
+    JOINED_MAXLEN,
+    UNKNOWN,
+    DecisionReader,
+    RewardReader,
+    Rules,
+    rule_lookup,
+)
 
-Rules = Mapping[str, JoinRule] | Callable[[str], JoinRule | None]
-"""Experiment -> rule: a mapping, or a function (e.g. over a live registry)."""
-
-
-class Joiner(Protocol):
-    """Pairs decisions with rewards; ``step`` is one pass over whatever is new."""
-
-    async def step(self, now: float) -> int:
-        """Consume new decisions and rewards, close windows due at ``now``; items handled."""
-        ...
-
-    async def counts(self) -> dict[str, dict[str, int]]:
-        """Experiment -> counter -> value (``COUNTERS``; missing ones are 0)."""
-        ...
-
-
-class DecisionReader(Protocol):
-    """The decision log (``router.store`` ``MemoryStore``/``RedisStore`` fit)."""
-
-    async def read_decisions(self, count: int,
-                             after: str = "0") -> list[tuple[str, dict[str, Any]]]: ...
-
-
-class RewardReader(Protocol):
-    """The rewards log: entries {event_id, reward, received_at, reward_id} after an id."""
-
-    async def read_rewards(self, count: int,
-                           after: str = "0") -> Sequence[tuple[str, Mapping[str, Any]]]: ...
-
-
-def rule_lookup(rules: Rules) -> Callable[[str], JoinRule | None]:
-    """``rules`` as a function."""
-    return rules.get if isinstance(rules, Mapping) else rules
-
-
-JOINED_MAXLEN = 1_000_000
-"""About how many joined events a joined stream keeps (Redis: ``XADD MAXLEN ~``)."""
+IDLE_S = 0.05
+"""How long ``run`` waits when a step found nothing to do."""
 
 
 class JoinedLog(MemoryStream[JoinedEvent]):
     """The in-process joined stream, trimmed to about ``maxlen`` events like the Redis
-    joined stream (``MemoryStream``)."""
+    joined stream (``MemoryStream``), and the archive's offset in it (a ``JoinedSource``)."""
 
     def __init__(self, maxlen: int = JOINED_MAXLEN) -> None:
         super().__init__(maxlen)
+        self._archived = START
 
     async def read_joined(self, count: int,
-                          after: str = "0") -> list[tuple[str, JoinedEvent]]:
+                          after: str = START) -> list[tuple[str, JoinedEvent]]:
         """Up to ``count`` entries after the id ``after``, oldest first."""
         return self.read(count, after)
+
+    async def archived_offset(self) -> str:
+        return self._archived
+
+    async def save_archived_offset(self, offset: str) -> None:
+        self._archived = offset
 
 
 @dataclass(slots=True)
@@ -141,6 +99,13 @@ class MemoryJoiner:
     async def counts(self) -> dict[str, dict[str, int]]:
         """Experiment -> counter -> value."""
         return {name: dict(counter) for name, counter in self._counts.items()}
+
+    async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
+        """Join until ``stop`` is set; wait ``IDLE_S`` after a step that found nothing."""
+        while not stop.is_set():
+            if not await self.step(clock()):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), IDLE_S)
 
     async def step(self, now: float) -> int:
         """One pass: new decisions, new rewards, then windows due at ``now``."""
@@ -283,5 +248,4 @@ class MemoryJoiner:
             del self._done[event_id]
 
 
-__all__ = ["COUNTERS", "JOINED_MAXLEN", "UNKNOWN", "DecisionReader", "JoinedLog", "Joiner",
-           "MemoryJoiner", "RewardIn", "RewardReader", "Rules", "rule_lookup"]
+__all__ = ["JoinedLog", "MemoryJoiner"]

@@ -62,12 +62,16 @@ class GroupCommit(Generic[Item]):
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_loop(), name=self.name)
 
-    async def close(self) -> None:
-        """Commit everything submitted so far, then stop the flusher."""
+    async def close(self) -> bool:
+        """Commit everything submitted so far, then stop the flusher. True for the call
+        that closed it, False (at once) for any later one: its owner closes only once."""
+        if self._closing:
+            return False
         self._closing = True
         self._wakeup.set()
         if self._flusher is not None:
             await self._flusher
+        return True
 
     async def submit(self, item: Item) -> None:
         """Queue ``item``; when nothing is in flight or queued, commit it right here.

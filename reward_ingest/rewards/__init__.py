@@ -7,7 +7,7 @@ written with group commit). The value type and the protocol are in ``base``.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from common.storage.backends import backend
 
 from .base import (
     DEFAULT_SEEN_TTL_S,
@@ -32,9 +32,6 @@ __all__ = [
 def open_reward_store(url: str, *, seen_ttl_s: int = DEFAULT_SEEN_TTL_S,
                       stream_maxlen: int = DEFAULT_STREAM_MAXLEN) -> RewardStore:
     """The store ``url`` names (not started yet): ``memory://`` or ``redis://host:port/db``."""
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
+    if backend(url, "reward store") == "memory":
         return MemoryRewardStore()
-    if scheme in ("redis", "rediss"):
-        return RedisRewardStore(url, seen_ttl_s=seen_ttl_s, stream_maxlen=stream_maxlen)
-    raise ValueError(f"unsupported reward store URL {url!r}: use memory:// or redis://host:port/db")
+    return RedisRewardStore(url, seen_ttl_s=seen_ttl_s, stream_maxlen=stream_maxlen)

@@ -24,13 +24,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from common.storage.backends import describe, redis_client
 from common.storage.group_commit import GroupCommit
 from common.storage.keys import REWARDS_STREAM
 from common.storage.streams import read_after
@@ -74,17 +71,14 @@ class RedisRewardStore:
                  stream_maxlen: int = DEFAULT_STREAM_MAXLEN) -> None:
         if seen_ttl_s < 1:
             raise ValueError(f"seen_ttl_s must be at least 1 s, got {seen_ttl_s}")
-        parts = urlsplit(url)
-        self._where = f"redis {parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
-        self._redis = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=OP_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        self._where = describe(url)
+        self._redis = redis_client(url, connect_timeout_s=CONNECT_TIMEOUT_S,
+                                   timeout_s=OP_TIMEOUT_S, decode_responses=True)
         self._script = self._redis.register_script(DEDUPE_XADD)
         self._seen_ttl_s = seen_ttl_s
         self._maxlen = stream_maxlen
         self._batches = GroupCommit(self._commit, _unexpected, max_batch=MAX_BATCH,
                                     name="reward-flusher", size=_size)
-        self._closing = False
         self.flushes = 0
         """Round trips that wrote rewards (one per batch of queued ``add`` calls)."""
 
@@ -99,10 +93,8 @@ class RedisRewardStore:
 
     async def close(self) -> None:
         """Write what is queued, stop the flusher, close the connections."""
-        if self._closing:
+        if not await self._batches.close():
             return
-        self._closing = True
-        await self._batches.close()
         await self._redis.aclose()
 
     async def add(self, rewards: list[Reward]) -> tuple[int, int]:

@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
+from common.storage.backends import backend
 from common.storage.snapshots import Snapshot
 
 from .base import ChangeFeed, Registry, RegistryView, config_json, parse_config
@@ -24,9 +23,4 @@ __all__ = [
 
 def open_registry(url: str) -> Registry:
     """The registry ``url`` names (not started yet); ``ValueError`` for any other URL."""
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        return MemoryRegistry()
-    if scheme in ("redis", "rediss"):
-        return RedisRegistry(url)
-    raise ValueError(f"unsupported registry URL {url!r}: use memory:// or redis://host:port/db")
+    return MemoryRegistry() if backend(url, "registry") == "memory" else RedisRegistry(url)

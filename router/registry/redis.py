@@ -23,15 +23,13 @@ import asyncio
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from common.config import ExperimentConfig
+from common.storage.backends import describe, redis_client
 from common.storage.keys import (
     DELETED_KEY,
     EXPERIMENTS_CHANNEL,
@@ -112,14 +110,10 @@ class RedisRegistry:
     """The registry on the Redis at ``url`` (``redis://host:port/db``)."""
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self._where = f"redis {parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
-        self._redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0))
+        self._where = describe(url)
+        self._redis = redis_client(url, connect_timeout_s=TIMEOUT_S, timeout_s=TIMEOUT_S)
         # Pub/sub waits longer than any socket timeout, so it gets a client without one.
-        self._listener = aioredis.Redis.from_url(
-            url, socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        self._listener = redis_client(url, connect_timeout_s=TIMEOUT_S, timeout_s=None)
         self._change = self._redis.register_script(CHANGE)
         self._seed = self._redis.register_script(SEED)
 

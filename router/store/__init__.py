@@ -8,8 +8,8 @@ that keeps the router serving through a Redis outage).
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 
+from common.storage.backends import backend
 from router.store.base import DecisionStore, StoreStatus
 from router.store.memory import MemoryStore
 from router.store.redis import (
@@ -37,11 +37,7 @@ def open_store(url: str, *, spool_path: str | os.PathLike[str],
     ``spool_path`` is only used by Redis stores; every router process needs its own.
     ``seen_ttl_s``: how long Redis remembers an event id for dedupe (see ``RedisStore``).
     """
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
+    if backend(url, "decision store") == "memory":
         return MemoryStore(maxlen=stream_maxlen)
-    if scheme in ("redis", "rediss"):
-        return RedisStore(url, spool_path=spool_path, spool_max_bytes=spool_max_bytes,
-                          stream_maxlen=stream_maxlen, seen_ttl_s=seen_ttl_s)
-    raise ValueError(f"unsupported decision store URL {url!r}: "
-                     "use memory:// or redis://host:port/db")
+    return RedisStore(url, spool_path=spool_path, spool_max_bytes=spool_max_bytes,
+                      stream_maxlen=stream_maxlen, seen_ttl_s=seen_ttl_s)

@@ -39,13 +39,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from common.storage.backends import describe, redis_client
 from common.storage.group_commit import GroupCommit
 from common.storage.keys import DECISIONS_STREAM, decision_seen_key
 from common.storage.streams import read_after
@@ -80,11 +77,9 @@ class RedisStore:
                  spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
                  stream_maxlen: int = DEFAULT_STREAM_MAXLEN,
                  seen_ttl_s: int = DEFAULT_SEEN_TTL_S, dedupe_live: bool = True) -> None:
-        parts = urlsplit(url)
-        self._where = f"redis {parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
-        self._redis = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=OP_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        self._where = describe(url)
+        self._redis = redis_client(url, connect_timeout_s=CONNECT_TIMEOUT_S,
+                                   timeout_s=OP_TIMEOUT_S, decode_responses=True)
         self._script = self._redis.register_script(DEDUPE_XADD)
         self._writer = (_resp.RespConnection(url, connect_timeout_s=CONNECT_TIMEOUT_S,
                                              reply_timeout_s=OP_TIMEOUT_S)
@@ -100,7 +95,6 @@ class RedisStore:
         # can wait for one still running after its task was cancelled.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._recovery: asyncio.Task[None] | None = None
-        self._closing = False
         self._spooling = False
         self._reachable = False
         self._detail = "not started"
@@ -136,10 +130,8 @@ class RedisStore:
 
     async def close(self) -> None:
         """Write what is queued (to Redis or the spool), stop the tasks, close everything."""
-        if self._closing:
+        if not await self._batches.close():
             return
-        self._closing = True
-        await self._batches.close()
         if self._recovery is not None:
             self._recovery.cancel()
             with suppress(asyncio.CancelledError):

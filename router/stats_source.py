@@ -11,11 +11,12 @@ source, so reward figures are null.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
+from common.storage.backends import reply
 from common.storage.keys import pushes_key, stats_key, timeline_key
 
 TIMEOUT_S = 1.0
@@ -38,15 +39,15 @@ class RedisStatsSource:
             socket_connect_timeout=TIMEOUT_S, retry_on_timeout=False)
 
     async def read_totals(self, experiment: str) -> dict[str, float]:
-        raw: dict[str, str] = await _wait(self._redis.hgetall(stats_key(experiment)))
+        raw: dict[str, str] = await reply(self._redis.hgetall(stats_key(experiment)))
         return {name: float(value) for name, value in raw.items()}
 
     async def read_timeline(self, experiment: str) -> list[str]:
-        points: list[str] = await _wait(self._redis.lrange(timeline_key(experiment), 0, -1))
+        points: list[str] = await reply(self._redis.lrange(timeline_key(experiment), 0, -1))
         return points
 
     async def read_pushes(self, experiment: str) -> list[str]:
-        records: list[str] = await _wait(self._redis.lrange(pushes_key(experiment), 0, -1))
+        records: list[str] = await reply(self._redis.lrange(pushes_key(experiment), 0, -1))
         return records
 
     async def close(self) -> None:
@@ -59,8 +60,3 @@ def open_stats_source(url: str) -> RedisStatsSource | None:
     if urlsplit(url).scheme in ("redis", "rediss"):
         return RedisStatsSource(url)
     return None
-
-
-async def _wait(call: Any) -> Any:
-    """Await a redis-py call (its stubs type commands as maybe-awaitable)."""
-    return await call

@@ -7,5 +7,6 @@ other reads is defined here, once:
 - ``streams``: reading a stream after an id (Redis ``XRANGE``) and ``MemoryStream``,
   the in-process stream behind every ``memory://`` log;
 - ``group_commit``: many callers' writes in batches, one round trip in flight;
-- ``snapshots``: publishing a policy snapshot (Redis and in process).
+- ``snapshots``: publishing a policy snapshot (Redis and in process);
+- ``backends``: which backend a store URL names, and the Redis clients the stores open.
 """

@@ -6,7 +6,7 @@ Every storage package opens its backend from the same ``store`` URL: ``memory://
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -42,3 +42,8 @@ def redis_client(url: str, *, connect_timeout_s: float, timeout_s: float | None,
         url, decode_responses=decode_responses, socket_connect_timeout=connect_timeout_s,
         socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
     return client
+
+
+async def reply(call: Any) -> Any:
+    """Await a redis-py command (its stubs type commands as maybe-awaitable)."""
+    return await call

@@ -46,6 +46,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from common.storage.backends import reply
 from common.storage.keys import (
     ARCHIVE_OFFSET_KEY,
     DECISIONS_STREAM,
@@ -264,7 +265,7 @@ class RedisJoiner:
         """Experiment -> counter -> value, from ``bandit:join:counts:*``."""
         result: dict[str, dict[str, int]] = {}
         async for key in self._redis.scan_iter(match=JOIN_COUNTS_PREFIX + "*", count=1000):
-            values = await _wait(self._redis.hgetall(key))
+            values = await reply(self._redis.hgetall(key))
             result[key.removeprefix(JOIN_COUNTS_PREFIX)] = {
                 name: int(values[name]) for name in COUNTERS if name in values}
         return result
@@ -273,7 +274,7 @@ class RedisJoiner:
         """One pass (lease held): new decisions, new rewards, then windows due at ``now``."""
         self.lease.check()
         token, now_text = self.lease.token, reward_text(now)
-        decisions_at, rewards_at = await _wait(
+        decisions_at, rewards_at = await reply(
             self._redis.hmget(JOIN_OFFSETS, ["decisions", "rewards"]))
         decisions = await self._read(DECISIONS_STREAM, decisions_at)
         rewards = await self._read(REWARDS_STREAM, rewards_at)
@@ -352,11 +353,6 @@ class RedisJoiner:
             self.lease.lost = True
             raise LeaseLost(f"joiner lease {JOIN_LEASE} lost")
         self.joined += sum(1 for reply in replies if reply == 2)
-
-
-async def _wait(call: Any) -> Any:
-    """Await a redis-py call (its stubs type commands as maybe-awaitable)."""
-    return await call
 
 
 class RedisJoinedLog:

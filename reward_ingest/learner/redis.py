@@ -29,6 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from common.learner_stats import TIMELINE_MAXLEN
+from common.storage.backends import reply
 from common.storage.keys import (
     learner_checkpoint_key,
     learner_lease_key,
@@ -90,7 +91,7 @@ class RedisLearner(LearnerLoop):
         await self._redis.aclose()
 
     async def _load(self) -> Checkpoint | None:
-        snapshot, offset, version = await _wait(self._redis.hmget(
+        snapshot, offset, version = await reply(self._redis.hmget(
             self._keys[1], ["snapshot", "offset", "version"]))
         if snapshot is None or offset is None:
             return None
@@ -107,8 +108,3 @@ class RedisLearner(LearnerLoop):
                 args += [name, repr(delta)]
         version = int(await self._checkpoint(keys=self._keys, args=args))
         return None if version < 0 else version
-
-
-async def _wait(call: Any) -> Any:
-    """Await a redis-py call (its stubs type commands as maybe-awaitable)."""
-    return await call

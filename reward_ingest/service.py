@@ -13,9 +13,12 @@
   timeline with their checkpoints).
 
 ``redis_service`` builds it on Redis (``bandit-router ingest``); ``memory_service``
-in process beside a router on ``memory://`` (the embedded default). The archive is
-at least once: the joined-stream offset it has archived is saved after each flush,
-so a crash can write an event again (readers dedupe on ``EventId``), never lose one.
+in process beside a router on ``memory://`` (the embedded default). Archive files
+roll by size (``max_bytes``) and age: once the oldest open file is ``max_seconds``
+old, every open file is closed, whether or not new events came. The archive is at
+least once: the joined-stream offset it has archived is saved whenever everything
+read is in files (so at least every ``max_seconds``), and a crash can write an event
+again (readers dedupe on ``EventId``), never lose one.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class IngestService:
     close_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(
         default_factory=list)
+    idle_s: float = 0.2
+    """How long the joined-stream reader waits for new events once it has caught up."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every part until ``stop`` is set, then flush and close."""
@@ -125,7 +130,7 @@ class IngestService:
 
     async def _follow_joined(self, stop: asyncio.Event) -> None:
         load, save = self.archive_offset
-        offset = await load()
+        offset = saved = await load()
         while True:
             # Read once more after ``stop``: what was joined before it goes to the
             # archive before the archiver's final flush (on memory:// nothing else would).
@@ -140,13 +145,16 @@ class IngestService:
                 if self.archiver is not None:
                     if events:
                         await self.archiver.add(events)
-                    due = self.archiver.next_due()
-                    if entries and (due is None or due <= self.clock()):
-                        await self.archiver.flush()
+                    if stopping and len(entries) < READ_BATCH:
+                        await self.archiver.flush()  # the last read: all of it into files
+                    else:
+                        await self._flush_archive_when_due(self.archiver)
                 if entries:
                     offset = entries[-1][0]
-                    if self.archiver is None or self.archiver.next_due() is None:
-                        await save(offset)  # everything up to here is in files
+                if offset != saved and (self.archiver is None
+                                        or self.archiver.stats.pending_events == 0):
+                    await save(offset)  # everything up to here is in files
+                    saved = offset
             except Exception:  # keep following: a failed write is retried next round
                 logger.exception("joined-stream reader failed; retrying")
                 if stopping:
@@ -155,7 +163,21 @@ class IngestService:
                 if stopping:
                     return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.2)
+                    await asyncio.wait_for(stop.wait(), self.idle_s)
+
+    @staticmethod
+    async def _flush_archive_when_due(archiver: Archiver) -> None:
+        """Close every open file once the oldest is ``max_seconds`` old (read or not).
+
+        All together, so that everything read is in files and the offset can be saved
+        at least every ``max_seconds`` (files of younger streams close early); a file
+        whose write failed earlier is retried here too.
+        """
+        if archiver.stats.pending_events == 0:
+            return
+        due = archiver.next_due()  # seconds until the oldest open file is due
+        if due is None or due <= 0.0:
+            await archiver.flush()
 
     async def _push_loop(self, name: str, pusher: WeightPusher, stop: asyncio.Event) -> None:
         interval = pusher.config.interval_s

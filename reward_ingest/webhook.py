@@ -11,8 +11,10 @@ and nothing else. Limits: a body of at most ``max_body_bytes`` (1 MiB) and at mo
   ``[min, max]``. Without it the range is checked when the joiner pairs the reward
   with its decision (the decision names the experiment), and an out-of-range
   reward is dropped there;
-- ``reward_id``: the sender's idempotency key, at most 128 printable characters
-  (see ``reward_ingest.rewards`` for the identity used without it).
+- ``reward_id``: the sender's idempotency key, at most 128 printable characters.
+  Without it a reward is identified by its event id and value, so a retry (re-signed
+  or not) is recognised, and equal rewards for one event must carry distinct ids to
+  count apart (``reward_ingest.rewards``).
 
 Answers (JSON bodies):
 
@@ -22,6 +24,10 @@ Answers (JSON bodies):
     413 {"error": "payload_too_large", "message": ...}           over a limit: split the batch
     422 {"error": "invalid_reward", "message": "a; b", "problems": ["a", "b"]}
     503 {"error": "unavailable", "message": ...}                 store down: retry (Retry-After)
+
+A 503 means "not known to be recorded": the store did not confirm the write in time,
+and a write whose reply timed out may still land. Retrying is always safe: the
+retry is recognised as the same rewards (answered as duplicates if they landed).
 
 A 422 names every bad field by path (``rewards[3].reward: must be a finite number``)
 and rejects the whole batch: nothing is recorded, so fixing the batch and sending it
@@ -167,8 +173,7 @@ class RewardWebhook:
         problems: list[str] = []
         received_at = self._clock()
         for path, item in items:
-            reward = _reward(path, item, self._reward_config, timestamp or "", received_at,
-                             problems)
+            reward = _reward(path, item, self._reward_config, received_at, problems)
             if reward is not None:
                 rewards.append(reward)
         if problems:
@@ -289,8 +294,8 @@ def _items(data: Any, max_batch: int) -> list[tuple[str, Any]]:
     return [(f"rewards[{i}].", item) for i, item in enumerate(batch)]
 
 
-def _reward(path: str, item: Any, reward_config: RewardConfigLookup, timestamp: str,
-            received_at: float, problems: list[str]) -> Reward | None:
+def _reward(path: str, item: Any, reward_config: RewardConfigLookup, received_at: float,
+            problems: list[str]) -> Reward | None:
     """``item`` as a ``Reward``, or None after appending its problems (each with its path)."""
     if not isinstance(item, dict):
         problems.append(f"{path.rstrip('.') or 'body'}: must be an object, got {_kind(item)}")
@@ -318,7 +323,7 @@ def _reward(path: str, item: Any, reward_config: RewardConfigLookup, timestamp: 
     if len(problems) > before or event_id is None or value is None:
         return None
     return Reward(event_id, value, received_at,
-                  reward_id or default_reward_id(event_id, value, timestamp))
+                  reward_id or default_reward_id(event_id, value))
 
 
 def _identifier(path: str, item: Mapping[str, Any], key: str, limit: int,

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,13 +21,18 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from common.config import Secrets, Settings, parse_settings
+from reward_ingest.join_rules import JoinedEvent, JoinRule
+from reward_ingest.joiner_redis import DECISIONS_STREAM, JOINED_STREAM, RedisJoiner
 from reward_ingest.rewards import REWARDS_STREAM, MemoryRewardStore, Reward, RewardStore
 from reward_ingest.rewards_redis import RedisRewardStore
 from reward_ingest.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from reward_ingest.webhook import MAX_BODY_BYTES, create_webhook_app
+from tests._redis_server import RedisServer
 from tests._servers import free_port, run_asgi
+from tests.reward_ingest._pipeline import decision
 
 SECRET = "whsec_test"  # noqa: S105 - a test secret
 SETTINGS: Settings = parse_settings({"experiments": [
@@ -129,15 +137,21 @@ def test_a_retried_delivery_is_a_duplicate(hook: Hook) -> None:
     assert len(hook.stored()) == 2
 
 
-def test_reward_id_dedupes_across_re_signed_retries(hook: Hook) -> None:
+def test_re_signed_retries_are_duplicates_with_or_without_reward_id(hook: Hook) -> None:
     now = int(time.time())
     body = {"event_id": "e1", "reward": 1, "reward_id": "delivery-1"}
     assert hook.post(body, timestamp=now - 5).json() == {"accepted": 1, "duplicates": 0}
     assert hook.post(body, timestamp=now).json() == {"accepted": 0, "duplicates": 1}
-    # Without a reward_id a re-signed delivery is a new reward (documented in rewards.py).
+    # Without a reward_id the event id and the value are the identity, whatever the
+    # delivery: re-signed, or in another batch.
     plain = {"event_id": "e2", "reward": 1}
     assert hook.post(plain, timestamp=now - 5).json() == {"accepted": 1, "duplicates": 0}
-    assert hook.post(plain, timestamp=now).json() == {"accepted": 1, "duplicates": 0}
+    assert hook.post(plain, timestamp=now).json() == {"accepted": 0, "duplicates": 1}
+    assert hook.post({"rewards": [{"event_id": "e3", "reward": 0}, plain]},
+                     timestamp=now).json() == {"accepted": 1, "duplicates": 1}
+    # Equal rewards for one event that are distinct reports carry distinct reward_ids.
+    again = [{"event_id": "e2", "reward": 1, "reward_id": f"order-{i}"} for i in (1, 2)]
+    assert hook.post({"rewards": again}).json() == {"accepted": 2, "duplicates": 0}
 
 
 def test_unsigned_mode_accepts_without_headers_and_warns_once(
@@ -379,3 +393,53 @@ def test_redis_50_concurrent_retries_of_one_signed_body_record_it_once(redis_url
     assert set(stored) == {"event_id", "reward", "received_at", "reward_id"}
     assert (stored["event_id"], stored["reward"]) == ("e1", 0.75)
     assert store.flushes < 50  # group commit: concurrent deliveries share round trips
+
+
+def test_a_503_whose_write_landed_is_recognised_on_the_re_signed_retry() -> None:
+    """Redis frozen past the store's 1 s timeout: the webhook answers 503, Redis then
+    writes the reward anyway; the sender's retry, re-signed with a new timestamp and no
+    ``reward_id``, is the same reward, and ``aggregate: sum`` learns it once."""
+    now = int(time.time())
+    body = {"event_id": "e1", "reward": 0.75, "experiment": "revenue"}
+    with RedisServer() as server, \
+            redis.Redis.from_url(server.url, decode_responses=True) as client:
+        store = RedisRewardStore(server.url)
+        with serve(store=store) as hook:
+            assert hook.post({"event_id": "warm-up", "reward": 0}).status_code == 202
+            assert server.pid is not None
+            thaw = threading.Timer(1.5, os.kill, (server.pid, signal.SIGCONT))
+            os.kill(server.pid, signal.SIGSTOP)
+            thaw.start()
+            try:
+                response = hook.post(body, timestamp=now - 2)
+            finally:
+                thaw.join()
+                os.kill(server.pid, signal.SIGCONT)
+            assert "retry later" in error(response, 503, "unavailable")
+            deadline = time.monotonic() + 5
+            while client.xlen(REWARDS_STREAM) < 2:  # the frozen write lands on SIGCONT
+                assert time.monotonic() < deadline, "the frozen write never landed"
+                time.sleep(0.01)
+            retry = hook.post(body, timestamp=now)
+        assert retry.status_code == 202, retry.text
+        client.xadd(DECISIONS_STREAM, {"event": json.dumps(decision("e1", "revenue", now))})
+        joined = asyncio.run(_join_all(server.url, {"revenue": JoinRule(
+            mode="sum", min=-5, max=100, default=None, wait_seconds=60)}, now + 61))
+        stored = client.xlen(REWARDS_STREAM)
+    assert [(e.decision["event_id"], e.reward, e.rewards) for e in joined] == [("e1", 0.75, 1)]
+    assert retry.json() == {"accepted": 0, "duplicates": 1}
+    assert stored == 2  # the warm-up and e1, once
+
+
+async def _join_all(url: str, rules: dict[str, JoinRule], now: float) -> list[JoinedEvent]:
+    """Run a Redis joiner over both streams until every window due at ``now`` is closed."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        joiner = RedisJoiner(client, rules)
+        assert await joiner.lease.try_acquire()
+        while await joiner.step(now):
+            pass
+        entries = await client.xrange(JOINED_STREAM)
+        return [JoinedEvent.from_fields(fields) for _, fields in entries]
+    finally:
+        await client.aclose()

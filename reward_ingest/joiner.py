@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,8 +61,10 @@ class Joiner(Protocol):
         """Consume new decisions and rewards, close windows due at ``now``; items handled."""
         ...
 
-    async def counts(self) -> dict[str, dict[str, int]]:
-        """Experiment -> counter -> value (``COUNTERS``; missing ones are 0)."""
+    async def counts(self, experiments: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, int]]:
+        """Experiment -> counter -> value (``COUNTERS``; missing ones are 0), for
+        ``experiments`` (None: every experiment counted so far)."""
         ...
 
 
@@ -156,9 +158,11 @@ class MemoryJoiner:
         self._counts: dict[str, Counter[str]] = {}
         self._early_duplicates: Counter[str] = Counter()  # before the experiment is known
 
-    async def counts(self) -> dict[str, dict[str, int]]:
-        """Experiment -> counter -> value."""
-        return {name: dict(counter) for name, counter in self._counts.items()}
+    async def counts(self, experiments: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, int]]:
+        """Experiment -> counter -> value, for ``experiments`` (None: all)."""
+        names = self._counts if experiments is None else experiments
+        return {name: dict(self._counts[name]) for name in names if name in self._counts}
 
     async def step(self, now: float) -> int:
         """One pass: new decisions, new rewards, then windows due at ``now``."""

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from common.config import ExperimentConfig, Settings
 from common.learner_stats import MemoryLearnerStats
 
 from .archive import Archiver
+from .drops import DroppedRewards, DropReporter
 from .join_rules import JoinedEvent, rules_of
 from .joiner import JoinedLog, MemoryJoiner, RewardReader
 from .joiner_redis import JOINED_STREAM, RedisJoiner
@@ -212,8 +213,10 @@ def _learner_settings(experiment: ExperimentConfig) -> LearnerSettings:
     return LearnerSettings.of(experiment)
 
 
-def redis_service(settings: Settings, url: str) -> IngestService:
-    """The service on the Redis at ``url`` (the store the routers log to)."""
+def redis_service(settings: Settings, url: str, *,
+                  dropped: DroppedRewards | None = None) -> IngestService:
+    """The service on the Redis at ``url`` (the store the routers log to); the joiner's
+    drops go to ``dropped`` when given (``IngestMetrics.dropped``)."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
     joiner = RedisJoiner(client, rules_of(settings.experiments))
     learners: dict[str, LearnerLoop] = {
@@ -236,15 +239,20 @@ def redis_service(settings: Settings, url: str) -> IngestService:
                 await learner.close()
         await client.aclose()
 
-    return IngestService(settings, joiner, learners, read_joined, (load, save),
-                         archiver=_archiver(settings),
-                         pushers=_pushers(settings, RedisPushLog(client)), close_hooks=[close])
+    service = IngestService(settings, joiner, learners, read_joined, (load, save),
+                            archiver=_archiver(settings),
+                            pushers=_pushers(settings, RedisPushLog(client)),
+                            close_hooks=[close])
+    _report_drops(service, joiner, dropped)
+    return service
 
 
 def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
-                   publish: Publish, stats: MemoryLearnerStats | None = None) -> IngestService:
+                   publish: Publish, stats: MemoryLearnerStats | None = None, *,
+                   dropped: DroppedRewards | None = None) -> IngestService:
     """The service in this process: ``decisions`` is the router's ``MemoryStore``;
-    reward totals, timeline and pushes go to ``stats`` (the router reads it too)."""
+    reward totals, timeline and pushes go to ``stats`` (the router reads it too), the
+    joiner's drops to ``dropped`` when given."""
     stats = MemoryLearnerStats() if stats is None else stats
     joined = JoinedLog()
     joiner = MemoryJoiner(decisions, rewards, rules_of(settings.experiments), joined)
@@ -268,7 +276,15 @@ def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
                             read_joined, (load, save), archiver=_archiver(settings),
                             pushers=_pushers(settings, stats))
     service.background.append(_SnapshotForwarder(checkpoints, publish).run)
+    _report_drops(service, joiner, dropped)
     return service
+
+
+def _report_drops(service: IngestService, joiner: MemoryJoiner | RedisJoiner,
+                  dropped: DroppedRewards | None) -> None:
+    if dropped is not None:
+        names = [experiment.name for experiment in service.settings.experiments]
+        service.background.append(DropReporter(joiner, names, dropped).run)
 
 
 def _parse(fields: Mapping[str, str]) -> JoinedEvent | None:
@@ -284,8 +300,9 @@ class _MemoryJoinerRunner:
     def __init__(self, joiner: MemoryJoiner) -> None:
         self.joiner = joiner
 
-    async def counts(self) -> dict[str, dict[str, int]]:
-        return await self.joiner.counts()
+    async def counts(self, experiments: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, int]]:
+        return await self.joiner.counts(experiments)
 
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
         while not stop.is_set():

@@ -285,6 +285,37 @@ def test_every_bad_item_is_named_and_nothing_is_half_accepted(hook: Hook) -> Non
         == {"accepted": 2, "duplicates": 0}
 
 
+def test_a_reward_no_experiment_admits_gets_422_naming_it(hook: Hook) -> None:
+    """Without ``experiment``, a reward must lie in some experiment's range: churn
+    [0, 1] and revenue [-5, 100] admit [-5, 100]; the joiner checks the decision's own."""
+    body = {"rewards": [{"event_id": "e1", "reward": 50}, {"event_id": "e2", "reward": 500},
+                        {"event_id": "e3", "reward": -5.5, "experiment": None}]}
+    response = hook.post(body)
+    error(response, 422, "invalid_reward")
+    assert response.json()["problems"] == [
+        "rewards[1].reward: must be within the reward range of a configured experiment "
+        "([-5, 100]), got 500",
+        "rewards[2].reward: must be within the reward range of a configured experiment "
+        "([-5, 100]), got -5.5",
+    ]
+    assert hook.stored() == []
+    assert hook.post({"event_id": "e1", "reward": 100}).json() == {"accepted": 1,
+                                                                   "duplicates": 0}
+
+
+def test_disjoint_reward_ranges_are_each_named() -> None:
+    settings = parse_settings({"experiments": [
+        {"name": f"x{i}", "endpoint": f"ep{i}", "variants": [{"name": "A"}],
+         "policy": {"type": "thompson"}, "reward": {"min": 10 * i, "max": 10 * i + 1,
+                                                      "default": None}}
+        for i in range(7)]})
+    with run_asgi(create_webhook_app(settings, MemoryRewardStore(), Secrets())) as url:
+        response = httpx.post(f"{url}/v1/rewards", json={"event_id": "e1", "reward": 5})
+    message = error(response, 422, "invalid_reward")
+    assert message == ("reward: must be within the reward range of a configured experiment "
+                       "([0, 1], [10, 11], [20, 21], [30, 31], [40, 41] or 2 more), got 5")
+
+
 @pytest.mark.parametrize(("raw", "expected"), [
     (b"{", "body is not valid JSON: Expecting property name"),
     (b"", "body is not valid JSON: Expecting value"),

@@ -38,7 +38,8 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
     app = create_app(settings, store=store, registry=registry, secrets=secrets,
                      environ=environ, backend_factory=backend_factory, stats_source=stats)
     configs = {experiment.name: experiment.reward for experiment in settings.experiments}
-    mount_rewards(app, RewardWebhook(rewards, secrets=secrets, reward_config=configs.get))
+    webhook = RewardWebhook(rewards, secrets=secrets, reward_configs=configs)
+    mount_rewards(app, webhook)
     router_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
@@ -47,7 +48,7 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
         async with manager:
             await rewards.start()
             service = memory_service(settings, store, rewards, registry.snapshots,
-                                     stats=stats)
+                                     stats=stats, dropped=webhook.metrics.dropped)
             app.state.ingest = service
             try:
                 async with service.running():

@@ -30,7 +30,8 @@ def ingest_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[None]:
         async with webhook_lifespan(application):
-            service = redis_service(settings, settings.store)
+            service = redis_service(settings, settings.store,
+                                    dropped=application.state.webhook.metrics.dropped)
             application.state.ingest = service
             async with service.running():
                 yield

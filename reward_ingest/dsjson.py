@@ -235,8 +235,10 @@ def _tokens(shared_line: str) -> dict[str, int | float]:
         if name.startswith("_"):
             name = "%5F" + name[1:]
         # The encoder wrote value with 9 significant digits; VW gets those same digits.
+        # "-0" stays a float: int("-0") would drop the sign the encoder wrote.
         features[name] = (1 if not value else
-                          int(value) if _NUMBER.fullmatch(value) else float(value))
+                          int(value) if _NUMBER.fullmatch(value) and value != "-0"
+                          else float(value))
     return features
 
 

@@ -13,9 +13,12 @@
   timeline with their checkpoints).
 
 ``redis_service`` builds it on Redis (``bandit-router ingest``); ``memory_service``
-in process beside a router on ``memory://`` (the embedded default). The archive is
-at least once: the joined-stream offset it has archived is saved after each flush,
-so a crash can write an event again (readers dedupe on ``EventId``), never lose one.
+in process beside a router on ``memory://`` (the embedded default). Archive files
+roll by size (``max_bytes``) and age: once the oldest open file is ``max_seconds``
+old, every open file is closed, whether or not new events came. The archive is at
+least once: the joined-stream offset it has archived is saved whenever everything
+read is in files (so at least every ``max_seconds``), and a crash can write an event
+again (readers dedupe on ``EventId``), never lose one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +39,7 @@ from common.learner_stats import MemoryLearnerStats
 from common.storage.snapshots import MemorySnapshots
 
 from .archive import Archiver
+from .drops import DroppedRewards, DropReporter
 from .errors import PushError
 from .join_rules import JoinedEvent, rules_of
 from .joiner import (
@@ -73,6 +77,10 @@ class IngestService:
     clock: Callable[[], float] = time.time
     recent: dict[str, deque[Mapping[str, float]]] = field(default_factory=dict)
     close_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(
+        default_factory=list)
+    idle_s: float = 0.2
+    """How long the joined-stream reader waits for new events once it has caught up."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every part until ``stop`` is set, then flush and close."""
@@ -82,6 +90,7 @@ class IngestService:
         tasks.append(asyncio.create_task(self._follow_joined(stop), name="joined-reader"))
         tasks += [asyncio.create_task(self._push_loop(name, pusher, stop), name=f"push-{name}")
                   for name, pusher in self.pushers.items()]
+        tasks += [asyncio.create_task(part(stop)) for part in self.background]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -127,7 +136,7 @@ class IngestService:
         return dict(policy.probabilities(None))
 
     async def _follow_joined(self, stop: asyncio.Event) -> None:
-        offset = await self.joined.archived_offset()
+        offset = saved = await self.joined.archived_offset()
         while True:
             # Read once more after ``stop``: what was joined before it goes to the
             # archive before the archiver's final flush (on memory:// nothing else would).
@@ -142,14 +151,17 @@ class IngestService:
                 if self.archiver is not None:
                     if events:
                         await self.archiver.add(events)
-                    due = self.archiver.next_due()
-                    if entries and (due is None or due <= self.clock()):
-                        await self.archiver.flush()
+                    if stopping and len(entries) < READ_BATCH:
+                        await self.archiver.flush()  # the last read: all of it into files
+                    else:
+                        await self._flush_archive_when_due(self.archiver)
                 if entries:
                     offset = entries[-1][0]
-                    if self.archiver is None or self.archiver.next_due() is None:
-                        # Everything up to here is in files.
-                        await self.joined.save_archived_offset(offset)
+                if offset != saved and (self.archiver is None
+                                        or self.archiver.stats.pending_events == 0):
+                    # Everything up to here is in files.
+                    await self.joined.save_archived_offset(offset)
+                    saved = offset
             except Exception:  # keep following: a failed write is retried next round
                 logger.exception("joined-stream reader failed; retrying")
                 if stopping:
@@ -158,7 +170,21 @@ class IngestService:
                 if stopping:
                     return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.2)
+                    await asyncio.wait_for(stop.wait(), self.idle_s)
+
+    @staticmethod
+    async def _flush_archive_when_due(archiver: Archiver) -> None:
+        """Close every open file once the oldest is ``max_seconds`` old (read or not).
+
+        All together, so that everything read is in files and the offset can be saved
+        at least every ``max_seconds`` (files of younger streams close early); a file
+        whose write failed earlier is retried here too.
+        """
+        if archiver.stats.pending_events == 0:
+            return
+        due = archiver.next_due()  # seconds until the oldest open file is due
+        if due is None or due <= 0.0:
+            await archiver.flush()
 
     async def _push_loop(self, name: str, pusher: WeightPusher, stop: asyncio.Event) -> None:
         interval = pusher.config.interval_s
@@ -193,23 +219,28 @@ def _learner_settings(experiment: ExperimentConfig) -> LearnerSettings:
     return LearnerSettings.of(experiment)
 
 
-def redis_service(settings: Settings, url: str) -> IngestService:
-    """The service on the Redis at ``url`` (the store the routers log to)."""
+def redis_service(settings: Settings, url: str, *,
+                  dropped: DroppedRewards | None = None) -> IngestService:
+    """The service on the Redis at ``url`` (the store the routers log to); the joiner's
+    drops go to ``dropped`` when given (``IngestMetrics.dropped``)."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
     learners: dict[str, LearnerLoop] = {
         e.name: RedisLearner.from_url(url, _learner_settings(e)) for e in settings.experiments}
-    return IngestService(settings, RedisJoiner(client, rules_of(settings.experiments)),
-                         learners, RedisJoinedLog(client), archiver=_archiver(settings),
-                         pushers=_pushers(settings, RedisPushLog(client)),
-                         close_hooks=[client.aclose])
+    service = IngestService(settings, RedisJoiner(client, rules_of(settings.experiments)),
+                            learners, RedisJoinedLog(client), archiver=_archiver(settings),
+                            pushers=_pushers(settings, RedisPushLog(client)),
+                            close_hooks=[client.aclose])
+    _report_drops(service, dropped)
+    return service
 
 
 def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
-                   snapshots: MemorySnapshots,
-                   stats: MemoryLearnerStats | None = None) -> IngestService:
+                   snapshots: MemorySnapshots, stats: MemoryLearnerStats | None = None, *,
+                   dropped: DroppedRewards | None = None) -> IngestService:
     """The service in this process: ``decisions`` is the router's ``MemoryStore``; the
     learners publish to ``snapshots`` (the router's ``MemoryRegistry`` reads it);
-    reward totals, timeline and pushes go to ``stats`` (the router reads it too)."""
+    reward totals, timeline and pushes go to ``stats`` (the router reads it too), the
+    joiner's drops to ``dropped`` when given."""
     stats = MemoryLearnerStats() if stats is None else stats
     joined = JoinedLog()
     joiner = MemoryJoiner(decisions, rewards, rules_of(settings.experiments), joined)
@@ -218,5 +249,13 @@ def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
     learners: dict[str, LearnerLoop] = {
         e.name: MemoryLearner(_learner_settings(e), joined, checkpoints, leases)
         for e in settings.experiments}
-    return IngestService(settings, joiner, learners, joined, archiver=_archiver(settings),
-                         pushers=_pushers(settings, stats))
+    service = IngestService(settings, joiner, learners, joined, archiver=_archiver(settings),
+                            pushers=_pushers(settings, stats))
+    _report_drops(service, dropped)
+    return service
+
+
+def _report_drops(service: IngestService, dropped: DroppedRewards | None) -> None:
+    if dropped is not None:
+        names = [experiment.name for experiment in service.settings.experiments]
+        service.background.append(DropReporter(service.joiner, names, dropped).run)

@@ -8,11 +8,14 @@ and nothing else. Limits: a body of at most ``max_body_bytes`` (1 MiB) and at mo
 - ``event_id``: a non-empty string of at most 64 printable characters;
 - ``reward``: a finite JSON number (``true``, ``NaN``, ``Infinity``, ``1e400`` refused);
 - ``experiment``: a configured experiment; the reward must then lie in its reward
-  ``[min, max]``. Without it the range is checked when the joiner pairs the reward
-  with its decision (the decision names the experiment), and an out-of-range
-  reward is dropped there;
-- ``reward_id``: the sender's idempotency key, at most 128 printable characters
-  (see ``reward_ingest.rewards`` for the identity used without it).
+  ``[min, max]``. Without it the reward must lie in the range of some configured
+  experiment, and the joiner checks it again against the range of the decision's
+  experiment when it pairs them (a reward out of that range is dropped there and
+  counted: ``reward_ingest.drops``);
+- ``reward_id``: the sender's idempotency key, at most 128 printable characters.
+  Without it a reward is identified by its event id and value, so a retry (re-signed
+  or not) is recognised, and equal rewards for one event must carry distinct ids to
+  count apart (``reward_ingest.rewards``).
 
 Answers (JSON bodies):
 
@@ -22,6 +25,10 @@ Answers (JSON bodies):
     413 {"error": "payload_too_large", "message": ...}           over a limit: split the batch
     422 {"error": "invalid_reward", "message": "a; b", "problems": ["a", "b"]}
     503 {"error": "unavailable", "message": ...}                 store down: retry (Retry-After)
+
+A 503 means "not known to be recorded": the store did not confirm the write in time,
+and a write whose reply timed out may still land. Retrying is always safe: the
+retry is recognised as the same rewards (answered as duplicates if they landed).
 
 A 422 names every bad field by path (``rewards[3].reward: must be a finite number``)
 and rejects the whole batch: nothing is recorded, so fixing the batch and sending it
@@ -37,7 +44,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,6 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from common.config import RewardConfig, Secrets, Settings
+from reward_ingest.drops import DroppedRewards
 from reward_ingest.errors import DeliveryError, RewardStoreUnavailableError, SignatureError
 from reward_ingest.rewards import Reward, RewardStore, default_reward_id
 from reward_ingest.signing import DEFAULT_TOLERANCE_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -65,11 +73,14 @@ _OUTCOMES = ("accepted", "duplicate", "rejected")
 _STATUSES = ("202", "400", "401", "413", "422", "503")
 
 Clock = Callable[[], float]
-RewardConfigLookup = Callable[[str], RewardConfig | None]
+RewardConfigs = Mapping[str, RewardConfig]
+"""Experiment name -> its ``reward`` section (a live mapping works too)."""
+_RANGES_NAMED = 5
 
 
 class IngestMetrics:
-    """The webhook's Prometheus counters, in ``registry`` (one per app unless shared)."""
+    """The ingester's Prometheus metrics, in ``registry`` (one per app unless shared): the
+    webhook's counters, and ``dropped`` (the joiner's drops, ``reward_ingest.drops``)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -80,6 +91,8 @@ class IngestMetrics:
                            "HTTP status", ("status",), registry=self.registry)
         self.rewards = {outcome: rewards.labels(outcome) for outcome in _OUTCOMES}
         self.requests = {status: requests.labels(status) for status in _STATUSES}
+        self.dropped = DroppedRewards()
+        self.registry.register(self.dropped)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
@@ -89,19 +102,19 @@ class IngestMetrics:
 class RewardWebhook:
     """The ``POST /v1/rewards`` endpoint over ``store``; mount it with ``mount_rewards``.
 
-    ``reward_config(name)`` gives an experiment's reward range (None: unknown), so a
-    router can pass its live registry. Whoever mounts it starts and closes ``store``.
+    ``reward_configs`` gives every experiment's reward range by name (read per
+    request, so a live mapping works). Whoever mounts it starts and closes ``store``.
     ``clock`` is wall time in Unix seconds: signatures' freshness and ``received_at``.
     """
 
-    def __init__(self, store: RewardStore, *, secrets: Secrets, reward_config: RewardConfigLookup,
+    def __init__(self, store: RewardStore, *, secrets: Secrets, reward_configs: RewardConfigs,
                  clock: Clock = time.time, metrics: IngestMetrics | None = None,
                  tolerance_s: float = DEFAULT_TOLERANCE_S, max_body_bytes: int = MAX_BODY_BYTES,
                  max_batch: int = MAX_BATCH) -> None:
         self.store = store
         self.metrics = metrics if metrics is not None else IngestMetrics()
         self._secrets = secrets.webhook_secrets
-        self._reward_config = reward_config
+        self._reward_configs = reward_configs
         self._clock = clock
         self._tolerance_s = tolerance_s
         self._max_body_bytes = max_body_bytes
@@ -139,9 +152,9 @@ class RewardWebhook:
         rewards: list[Reward] = []
         problems: list[str] = []
         received_at = self._clock()
+        ranges = _merged_ranges(self._reward_configs.values())
         for path, item in items:
-            reward = _reward(path, item, self._reward_config, timestamp or "", received_at,
-                             problems)
+            reward = _reward(path, item, self._reward_configs, ranges, received_at, problems)
             if reward is not None:
                 rewards.append(reward)
         if problems:
@@ -167,7 +180,7 @@ def create_webhook_app(settings: Settings, store: RewardStore, secrets: Secrets,
     ``settings`` as loaded.
     """
     configs = {experiment.name: experiment.reward for experiment in settings.experiments}
-    webhook = RewardWebhook(store, secrets=secrets, reward_config=configs.get, clock=clock,
+    webhook = RewardWebhook(store, secrets=secrets, reward_configs=configs, clock=clock,
                             metrics=metrics, tolerance_s=tolerance_s)
 
     @asynccontextmanager
@@ -272,7 +285,7 @@ def _items(data: Any, max_batch: int) -> list[tuple[str, Any]]:
     return [(f"rewards[{i}].", item) for i, item in enumerate(batch)]
 
 
-def _reward(path: str, item: Any, reward_config: RewardConfigLookup, timestamp: str,
+def _reward(path: str, item: Any, configs: RewardConfigs, ranges: Sequence[tuple[float, float]],
             received_at: float, problems: list[str]) -> Reward | None:
     """``item`` as a ``Reward``, or None after appending its problems (each with its path)."""
     if not isinstance(item, dict):
@@ -289,8 +302,12 @@ def _reward(path: str, item: Any, reward_config: RewardConfigLookup, timestamp: 
     value = _number(path, item, problems)
     reward_id = _identifier(path, item, "reward_id", MAX_REWARD_ID, problems)
     name = item.get("experiment")
-    if name is not None:
-        config = reward_config(name) if isinstance(name, str) else None
+    if name is None:
+        if value is not None and ranges and not any(lo <= value <= hi for lo, hi in ranges):
+            problems.append(f"{path}reward: must be within the reward range of a configured "
+                            f"experiment ({_describe(ranges)}), got {value:g}")
+    else:
+        config = configs.get(name) if isinstance(name, str) else None
         if not isinstance(name, str):
             problems.append(f"{path}experiment: must be a string, got {_kind(name)}")
         elif config is None:
@@ -301,7 +318,26 @@ def _reward(path: str, item: Any, reward_config: RewardConfigLookup, timestamp: 
     if len(problems) > before or event_id is None or value is None:
         return None
     return Reward(event_id, value, received_at,
-                  reward_id or default_reward_id(event_id, value, timestamp))
+                  reward_id or default_reward_id(event_id, value))
+
+
+def _merged_ranges(configs: Iterable[RewardConfig]) -> list[tuple[float, float]]:
+    """The rewards some experiment admits: the ``[min, max]`` ranges merged, in order."""
+    merged: list[tuple[float, float]] = []
+    for low, high in sorted((config.min, config.max) for config in configs):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _describe(ranges: Sequence[tuple[float, float]]) -> str:
+    """``[0, 1], [5, 10] or [20, 30]``, the first few of them."""
+    named = [f"[{low:g}, {high:g}]" for low, high in ranges[:_RANGES_NAMED]]
+    if len(ranges) > _RANGES_NAMED:
+        named.append(f"{len(ranges) - _RANGES_NAMED} more")
+    return named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}"
 
 
 def _identifier(path: str, item: Mapping[str, Any], key: str, limit: int,

@@ -27,7 +27,7 @@ the archive follow (``JoinedSource``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from reward_ingest.join_rules import JoinedEvent, JoinRule
@@ -54,8 +54,10 @@ class Joiner(Protocol):
         """Consume new decisions and rewards, close windows due at ``now``; items handled."""
         ...
 
-    async def counts(self) -> dict[str, dict[str, int]]:
-        """Experiment -> counter -> value (``COUNTERS``; missing ones are 0)."""
+    async def counts(self, experiments: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, int]]:
+        """Experiment -> counter -> value (``COUNTERS``; missing ones are 0), for
+        ``experiments`` (None: every experiment counted so far)."""
         ...
 
 

@@ -12,7 +12,7 @@ import heapq
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,8 @@ class JoinedLog(MemoryStream[JoinedEvent]):
 
     def __init__(self, maxlen: int = JOINED_MAXLEN) -> None:
         super().__init__(maxlen)
-        self._archived = START
+        self.archived = START
+        """The archive's offset: the id of the last entry written to archive files."""
 
     async def read_joined(self, count: int,
                           after: str = START) -> list[tuple[str, JoinedEvent]]:
@@ -56,10 +57,10 @@ class JoinedLog(MemoryStream[JoinedEvent]):
         return self.read(count, after)
 
     async def archived_offset(self) -> str:
-        return self._archived
+        return self.archived
 
     async def save_archived_offset(self, offset: str) -> None:
-        self._archived = offset
+        self.archived = offset
 
 
 @dataclass(slots=True)
@@ -96,9 +97,11 @@ class MemoryJoiner:
         self._counts: dict[str, Counter[str]] = {}
         self._early_duplicates: Counter[str] = Counter()  # before the experiment is known
 
-    async def counts(self) -> dict[str, dict[str, int]]:
-        """Experiment -> counter -> value."""
-        return {name: dict(counter) for name, counter in self._counts.items()}
+    async def counts(self, experiments: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, int]]:
+        """Experiment -> counter -> value, for ``experiments`` (None: all)."""
+        names = self._counts if experiments is None else experiments
+        return {name: dict(self._counts[name]) for name in names if name in self._counts}
 
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
         """Join until ``stop`` is set; wait ``IDLE_S`` after a step that found nothing."""

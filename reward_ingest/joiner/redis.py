@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -57,6 +57,7 @@ from common.storage.keys import (
     JOIN_PREFIX,
     JOINED_STREAM,
     REWARDS_STREAM,
+    join_counts_key,
 )
 from common.storage.streams import START, as_text, read_after
 from reward_ingest.errors import LeaseLost
@@ -261,14 +262,23 @@ class RedisJoiner:
         await self.lease.release()
         await self._redis.aclose()
 
-    async def counts(self) -> dict[str, dict[str, int]]:
-        """Experiment -> counter -> value, from ``bandit:join:counts:*``."""
-        result: dict[str, dict[str, int]] = {}
-        async for key in self._redis.scan_iter(match=JOIN_COUNTS_PREFIX + "*", count=1000):
-            values = await reply(self._redis.hgetall(key))
-            result[key.removeprefix(JOIN_COUNTS_PREFIX)] = {
-                name: int(values[name]) for name in COUNTERS if name in values}
-        return result
+    async def counts(self, experiments: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, int]]:
+        """Experiment -> counter -> value, from ``bandit:join:counts:{experiment}``: one
+        round trip for ``experiments``; None SCANs for every experiment (slow on a big
+        keyspace: for tests and tools, not for a loop)."""
+        if experiments is None:
+            keys = [key async for key in self._redis.scan_iter(match=JOIN_COUNTS_PREFIX + "*",
+                                                                count=1000)]
+        else:
+            keys = [join_counts_key(name) for name in dict.fromkeys(experiments)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            replies = await pipe.execute()
+        return {key.removeprefix(JOIN_COUNTS_PREFIX): {
+                    name: int(values[name]) for name in COUNTERS if name in values}
+                for key, values in zip(keys, replies, strict=True) if values}
 
     async def step(self, now: float) -> int:
         """One pass (lease held): new decisions, new rewards, then windows due at ``now``."""

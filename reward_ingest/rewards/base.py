@@ -2,15 +2,17 @@
 
 A reward is identified by ``(event_id, reward_id)``. ``reward_id`` is the sender's
 idempotency key when it gives one (``"reward_id"`` in the body); otherwise it is
-derived from the event id, the reward value and the delivery's ``X-Bandit-Timestamp``
-(``default_reward_id``), so a webhook delivery retried with the same signed body is
-recognised and recorded once. Consequences of the derived id, by design:
-
-- a retry that is *re-signed* (new timestamp) is a new reward unless it carries a
-  ``reward_id``; senders that re-sign retries should send one;
-- the same ``(event_id, reward)`` twice in one delivery (or twice without a timestamp
-  header, in unsigned mode) is one reward: senders reporting repeated equal rewards
-  for one event (``aggregate: sum``) must tell them apart with ``reward_id``.
+derived from what the sender reports, the event id and the reward value
+(``default_reward_id``), never from the delivery (its ``X-Bandit-Timestamp``, its
+batch). So a retry is recognised and recorded once however it is sent again: the
+same signed body, a body signed anew (new timestamp), or the reward in another
+batch. That is what makes a 503 safe to retry: a write whose reply timed out may
+have reached Redis all the same, and its retry is then a duplicate, not a second
+reward. Consequence of the derived id, by design: the same ``(event_id, reward)``
+reported twice without ``reward_id`` is one reward (while the store remembers the
+identity, ``DEFAULT_SEEN_TTL_S``, and while the joiner keeps the event); senders
+reporting several equal rewards for one event (``aggregate: sum`` or ``mean``) must
+tell them apart with a distinct ``reward_id`` each.
 
 Stores record each identity once and keep the order of acceptance; on Redis the
 stream ``bandit:rewards`` (field ``reward``: compact JSON with ``event_id``,
@@ -92,13 +94,13 @@ class RewardStore(Protocol):
         ...
 
 
-def default_reward_id(event_id: str, reward: float, timestamp: str) -> str:
-    """The identity of a reward sent without ``reward_id`` in a delivery stamped
-    ``timestamp`` (the raw ``X-Bandit-Timestamp``, ``""`` when absent).
+def default_reward_id(event_id: str, reward: float) -> str:
+    """The identity of a reward sent without ``reward_id``: the same for every delivery
+    of the same report (see the module docstring).
 
     ``1`` and ``1.0`` are the same reward (the value is hashed as a float).
     """
-    material = json.dumps([event_id, float(reward), timestamp], separators=(",", ":"))
+    material = json.dumps([event_id, float(reward)], separators=(",", ":"))
     return "auto-" + hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
 
 

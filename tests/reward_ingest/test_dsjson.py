@@ -276,3 +276,11 @@ def test_round_trip(event: dict[str, Any]) -> None:
     # The context comes back up to the encoding: the policy sees the very same features.
     encoder = FeatureEncoder()
     assert encoder.shared_line(back["context"]) == encoder.shared_line(event["context"])
+
+
+def test_negative_zero_keeps_its_encoding() -> None:
+    """-0.0 is written as ``-0``; read back it must encode to the same feature line."""
+    event = joined(context={"x": -0.0, "y": 0.0})
+    back = from_dsjson(to_dsjson(event))
+    encoder = FeatureEncoder()
+    assert encoder.shared_line(back["context"]) == encoder.shared_line(event["context"])

@@ -40,7 +40,7 @@ _T = TypeVar("_T")
 def reward(event_id: str, value: float = 1.0, reward_id: str | None = None,
            received_at: float = 1_700_000_000.5) -> Reward:
     return Reward(event_id, value, received_at,
-                  reward_id or default_reward_id(event_id, value, "1700000000"))
+                  reward_id or default_reward_id(event_id, value))
 
 
 def run(store: RewardStore, scenario: Callable[[RewardStore], Awaitable[_T]]) -> _T:
@@ -65,11 +65,11 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 
 def test_default_reward_id_is_stable_and_separates_what_differs() -> None:
-    base = default_reward_id("e1", 1.0, "1700000000")
-    assert base == default_reward_id("e1", 1, "1700000000")  # 1 and 1.0: one value
+    base = default_reward_id("e1", 1.0)
+    assert base == default_reward_id("e1", 1)  # 1 and 1.0: one value
     assert base.startswith("auto-") and len(base) == 5 + 32
-    others = {default_reward_id("e2", 1.0, "1700000000"), default_reward_id("e1", 0.5, "17"),
-              default_reward_id("e1", 1.0, "1700000001"), default_reward_id("e1", 1.0, "")}
+    others = {default_reward_id("e2", 1.0), default_reward_id("e1", 0.5),
+              default_reward_id("e1", -1.0), default_reward_id("e1,1", 1.0)}
     assert base not in others and len(others) == 4
 
 

@@ -1,9 +1,11 @@
-"""IngestService: what was joined before a stop is archived before the final flush."""
+"""IngestService: what was joined before a stop is archived; archive files roll by age."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ class IdleJoiner:
     async def step(self, now: float) -> int:
         return 0
 
-    async def counts(self) -> dict[str, dict[str, int]]:
+    async def counts(self, experiments: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, int]]:
         return {}
 
 
@@ -53,4 +56,47 @@ def test_events_joined_just_before_stop_are_archived(tmp_path: Path) -> None:
     asyncio.run(scenario())
     archived = [eid for path in json_files(tmp_path) for eid in event_ids(path.read_bytes())]
     assert archived == [f"e{i}" for i in range(READ_BATCH + 5)]
-    assert asyncio.run(log.archived_offset()) == f"{READ_BATCH + 5}-0"
+    assert log.archived == f"{READ_BATCH + 5}-0"
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+def test_archive_files_roll_by_age_not_per_read(tmp_path: Path) -> None:
+    """25 small reads one (fake) second apart with ``max_seconds: 10``: a file per 10 s,
+    written when it is due even if no further read comes, not one file per read."""
+    log = JoinedLog()
+    clock = FakeClock()
+    archiver = Archiver(str(tmp_path), max_seconds=10, clock=clock)
+
+    def taken(count: int) -> Callable[[], bool]:
+        """Whether the archiver has taken ``count`` events (written or waiting)."""
+        return lambda: archiver.stats.events + archiver.stats.pending_events == count
+
+    async def scenario() -> None:
+        settings = parse_settings({"store": "memory://", "experiments": [{
+            "name": "churn", "endpoint": "ep", "variants": [{"name": "V1"}, {"name": "V2"}],
+            "policy": {"type": "thompson"}}]})
+        service = IngestService(settings, IdleJoiner(), {}, log,
+                                archiver=archiver, clock=clock, idle_s=0.005)
+        async with service.running():
+            for i in range(25):
+                log.append(joined(i))
+                await until(taken(i + 1))
+                clock.now += 1
+            assert archiver.stats.files <= 3, list(archiver.recent_files)
+            # No read comes any more: the open file is written once it is due all the same.
+            clock.now += 10
+            await until(lambda: archiver.stats.pending_events == 0)
+            await until(lambda: log.archived == "25-0")
+
+    asyncio.run(scenario())
+    files = json_files(tmp_path)
+    assert len(files) == 3, [p.name for p in files]
+    archived = [eid for path in files for eid in event_ids(path.read_bytes())]
+    assert archived == [f"e{i}" for i in range(25)]

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,13 +21,18 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from common.config import Secrets, Settings, parse_settings
-from common.storage.keys import REWARDS_STREAM
+from common.storage.keys import DECISIONS_STREAM, JOINED_STREAM, REWARDS_STREAM
+from reward_ingest.join_rules import JoinedEvent, JoinRule
+from reward_ingest.joiner import RedisJoiner
 from reward_ingest.rewards import MemoryRewardStore, RedisRewardStore, Reward, RewardStore
 from reward_ingest.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from reward_ingest.webhook import MAX_BODY_BYTES, create_webhook_app
+from tests._redis_server import RedisServer
 from tests._servers import free_port, run_asgi
+from tests.reward_ingest._pipeline import decision
 
 SECRET = "whsec_test"  # noqa: S105 - a test secret
 SETTINGS: Settings = parse_settings({"experiments": [
@@ -129,15 +137,21 @@ def test_a_retried_delivery_is_a_duplicate(hook: Hook) -> None:
     assert len(hook.stored()) == 2
 
 
-def test_reward_id_dedupes_across_re_signed_retries(hook: Hook) -> None:
+def test_re_signed_retries_are_duplicates_with_or_without_reward_id(hook: Hook) -> None:
     now = int(time.time())
     body = {"event_id": "e1", "reward": 1, "reward_id": "delivery-1"}
     assert hook.post(body, timestamp=now - 5).json() == {"accepted": 1, "duplicates": 0}
     assert hook.post(body, timestamp=now).json() == {"accepted": 0, "duplicates": 1}
-    # Without a reward_id a re-signed delivery is a new reward (documented in rewards.py).
+    # Without a reward_id the event id and the value are the identity, whatever the
+    # delivery: re-signed, or in another batch.
     plain = {"event_id": "e2", "reward": 1}
     assert hook.post(plain, timestamp=now - 5).json() == {"accepted": 1, "duplicates": 0}
-    assert hook.post(plain, timestamp=now).json() == {"accepted": 1, "duplicates": 0}
+    assert hook.post(plain, timestamp=now).json() == {"accepted": 0, "duplicates": 1}
+    assert hook.post({"rewards": [{"event_id": "e3", "reward": 0}, plain]},
+                     timestamp=now).json() == {"accepted": 1, "duplicates": 1}
+    # Equal rewards for one event that are distinct reports carry distinct reward_ids.
+    again = [{"event_id": "e2", "reward": 1, "reward_id": f"order-{i}"} for i in (1, 2)]
+    assert hook.post({"rewards": again}).json() == {"accepted": 2, "duplicates": 0}
 
 
 def test_unsigned_mode_accepts_without_headers_and_warns_once(
@@ -271,6 +285,37 @@ def test_every_bad_item_is_named_and_nothing_is_half_accepted(hook: Hook) -> Non
         == {"accepted": 2, "duplicates": 0}
 
 
+def test_a_reward_no_experiment_admits_gets_422_naming_it(hook: Hook) -> None:
+    """Without ``experiment``, a reward must lie in some experiment's range: churn
+    [0, 1] and revenue [-5, 100] admit [-5, 100]; the joiner checks the decision's own."""
+    body = {"rewards": [{"event_id": "e1", "reward": 50}, {"event_id": "e2", "reward": 500},
+                        {"event_id": "e3", "reward": -5.5, "experiment": None}]}
+    response = hook.post(body)
+    error(response, 422, "invalid_reward")
+    assert response.json()["problems"] == [
+        "rewards[1].reward: must be within the reward range of a configured experiment "
+        "([-5, 100]), got 500",
+        "rewards[2].reward: must be within the reward range of a configured experiment "
+        "([-5, 100]), got -5.5",
+    ]
+    assert hook.stored() == []
+    assert hook.post({"event_id": "e1", "reward": 100}).json() == {"accepted": 1,
+                                                                   "duplicates": 0}
+
+
+def test_disjoint_reward_ranges_are_each_named() -> None:
+    settings = parse_settings({"experiments": [
+        {"name": f"x{i}", "endpoint": f"ep{i}", "variants": [{"name": "A"}],
+         "policy": {"type": "thompson"}, "reward": {"min": 10 * i, "max": 10 * i + 1,
+                                                      "default": None}}
+        for i in range(7)]})
+    with run_asgi(create_webhook_app(settings, MemoryRewardStore(), Secrets())) as url:
+        response = httpx.post(f"{url}/v1/rewards", json={"event_id": "e1", "reward": 5})
+    message = error(response, 422, "invalid_reward")
+    assert message == ("reward: must be within the reward range of a configured experiment "
+                       "([0, 1], [10, 11], [20, 21], [30, 31], [40, 41] or 2 more), got 5")
+
+
 @pytest.mark.parametrize(("raw", "expected"), [
     (b"{", "body is not valid JSON: Expecting property name"),
     (b"", "body is not valid JSON: Expecting value"),
@@ -379,3 +424,53 @@ def test_redis_50_concurrent_retries_of_one_signed_body_record_it_once(redis_url
     assert set(stored) == {"event_id", "reward", "received_at", "reward_id"}
     assert (stored["event_id"], stored["reward"]) == ("e1", 0.75)
     assert store.flushes < 50  # group commit: concurrent deliveries share round trips
+
+
+def test_a_503_whose_write_landed_is_recognised_on_the_re_signed_retry() -> None:
+    """Redis frozen past the store's 1 s timeout: the webhook answers 503, Redis then
+    writes the reward anyway; the sender's retry, re-signed with a new timestamp and no
+    ``reward_id``, is the same reward, and ``aggregate: sum`` learns it once."""
+    now = int(time.time())
+    body = {"event_id": "e1", "reward": 0.75, "experiment": "revenue"}
+    with RedisServer() as server, \
+            redis.Redis.from_url(server.url, decode_responses=True) as client:
+        store = RedisRewardStore(server.url)
+        with serve(store=store) as hook:
+            assert hook.post({"event_id": "warm-up", "reward": 0}).status_code == 202
+            assert server.pid is not None
+            thaw = threading.Timer(1.5, os.kill, (server.pid, signal.SIGCONT))
+            os.kill(server.pid, signal.SIGSTOP)
+            thaw.start()
+            try:
+                response = hook.post(body, timestamp=now - 2)
+            finally:
+                thaw.join()
+                os.kill(server.pid, signal.SIGCONT)
+            assert "retry later" in error(response, 503, "unavailable")
+            deadline = time.monotonic() + 5
+            while client.xlen(REWARDS_STREAM) < 2:  # the frozen write lands on SIGCONT
+                assert time.monotonic() < deadline, "the frozen write never landed"
+                time.sleep(0.01)
+            retry = hook.post(body, timestamp=now)
+        assert retry.status_code == 202, retry.text
+        client.xadd(DECISIONS_STREAM, {"event": json.dumps(decision("e1", "revenue", now))})
+        joined = asyncio.run(_join_all(server.url, {"revenue": JoinRule(
+            mode="sum", min=-5, max=100, default=None, wait_seconds=60)}, now + 61))
+        stored = client.xlen(REWARDS_STREAM)
+    assert [(e.decision["event_id"], e.reward, e.rewards) for e in joined] == [("e1", 0.75, 1)]
+    assert retry.json() == {"accepted": 0, "duplicates": 1}
+    assert stored == 2  # the warm-up and e1, once
+
+
+async def _join_all(url: str, rules: dict[str, JoinRule], now: float) -> list[JoinedEvent]:
+    """Run a Redis joiner over both streams until every window due at ``now`` is closed."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        joiner = RedisJoiner(client, rules)
+        assert await joiner.lease.try_acquire()
+        while await joiner.step(now):
+            pass
+        entries = await client.xrange(JOINED_STREAM)
+        return [JoinedEvent.from_fields(fields) for _, fields in entries]
+    finally:
+        await client.aclose()

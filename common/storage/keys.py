@@ -98,11 +98,6 @@ def reward_seen_key(digest: str) -> str:
     return REWARD_SEEN_PREFIX + digest
 
 
-def join_counts_key(experiment: str) -> str:
-    """``bandit:join:counts:{experiment}``."""
-    return JOIN_COUNTS_PREFIX + experiment
-
-
 def learner_lease_key(experiment: str) -> str:
     """``bandit:learner:{experiment}:lease``."""
     return f"{LEARNER_PREFIX}{experiment}:lease"

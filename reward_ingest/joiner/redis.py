@@ -57,7 +57,6 @@ from common.storage.keys import (
     JOIN_PREFIX,
     JOINED_STREAM,
     REWARDS_STREAM,
-    join_counts_key,
 )
 from common.storage.streams import START, as_text, read_after
 from reward_ingest.errors import LeaseLost
@@ -271,7 +270,7 @@ class RedisJoiner:
             keys = [key async for key in self._redis.scan_iter(match=JOIN_COUNTS_PREFIX + "*",
                                                                 count=1000)]
         else:
-            keys = [join_counts_key(name) for name in dict.fromkeys(experiments)]
+            keys = [JOIN_COUNTS_PREFIX + name for name in dict.fromkeys(experiments)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(key)

@@ -50,7 +50,6 @@ def test_the_names_are_the_published_ones() -> None:
     assert keys.learner_lease_key("E") == "bandit:learner:E:lease"
     assert keys.learner_checkpoint_key("E") == "bandit:learner:E:checkpoint"
     assert keys.policy_key("E") == "bandit:policy:E"
-    assert keys.join_counts_key("E") == "bandit:join:counts:E"
     assert keys.decision_seen_key("e1") == "bandit:decisions:seen:e1"
     assert keys.reward_seen_key("ab") == "bandit:rewards:seen:ab"
     assert (keys.stats_key("E"), keys.timeline_key("E"), keys.pushes_key("E")) == (

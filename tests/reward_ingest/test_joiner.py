@@ -36,9 +36,6 @@ RULES = {
     "nodefault": JoinRule(mode="first", default=None, wait_seconds=60.0),
 }
 
-# The redis_server / redis_url fixtures (a real redis-server on a free port).
-pytest_plugins = ["tests.reward_ingest._redis_fixtures"]
-
 
 class ListLog:
     """Decisions and rewards in lists, read like the stores read them (ids ``N-0``)."""

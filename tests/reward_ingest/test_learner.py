@@ -44,9 +44,6 @@ from tests.reward_ingest._pipeline import (
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The redis_server / redis_url fixtures (a real redis-server on a free port).
-pytest_plugins = ["tests.reward_ingest._redis_fixtures"]
-
 
 def joined(event_id: str, experiment: str, value: float, **options: Any) -> JoinedEvent:
     event = decision(event_id, experiment, T0, **options)

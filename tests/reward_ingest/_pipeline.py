@@ -25,6 +25,7 @@ from reward_ingest.join_rules import JoinRule
 from reward_ingest.joiner_redis import DECISIONS_STREAM, REWARDS_STREAM, RedisJoiner
 from reward_ingest.learner import LearnerSettings
 from reward_ingest.learner_redis import RedisLearner
+from reward_ingest.lease import LeaseLost
 
 T0 = 1_700_000_000.0
 T_END = T0 + 100_000.0
@@ -124,38 +125,53 @@ async def drive_redis(url: str, *, batch: int = 100, learner_batch: int = 50,
     """Join and learn everything on the streams to completion (two-phase clock).
 
     Never releases its leases on the way out (a cancellation is a crash); on normal
-    completion it releases them so the next caller need not wait.
+    completion it releases them so the next caller need not wait. A lease lost on the
+    way (the loop stalled past the TTL on a busy machine) is what the service's run
+    loops recover from: start over from the store, with the leases taken again.
     """
     text = aioredis.Redis.from_url(url, decode_responses=True)
     binary = aioredis.Redis.from_url(url)
-    joiner = RedisJoiner(text, rules, batch=batch, lease_ttl_s=lease_ttl_s)
-    learners = [RedisLearner(binary, s) for s in learner_settings(learner_batch, lease_ttl_s)]
     try:
-        await joiner.lease.acquire()
-        for learner in learners:
-            await learner.lease.acquire()
-        if on_ready is not None:
-            on_ready()
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(joiner.lease.keep())
-            for learner in learners:
-                await stack.enter_async_context(learner.lease.keep())
-                await learner.restore()
-            now = T0
-            while True:
-                joined = await joiner.step(now)
-                learned = 0
-                for learner in learners:
-                    learned += await learner.step()
-                if not joined and now == T0:
-                    now = T_END
-                elif not joined and not learned:
-                    break
-        await joiner.lease.release()
-        for learner in learners:
-            await learner.lease.release()
+        while True:
+            joiner = RedisJoiner(text, rules, batch=batch, lease_ttl_s=lease_ttl_s)
+            learners = [RedisLearner(binary, s)
+                        for s in learner_settings(learner_batch, lease_ttl_s)]
+            try:
+                await _drive_once(joiner, learners, on_ready)
+                finished = True
+            except LeaseLost:
+                finished, on_ready = False, None
+            # Not reached on a cancellation (a crash): those leases expire.
+            for lease in (joiner.lease, *(learner.lease for learner in learners)):
+                await lease.release()
+            if finished:
+                break
     finally:
         await asyncio.shield(_close(text, binary))
+
+
+async def _drive_once(joiner: RedisJoiner, learners: list[RedisLearner],
+                      on_ready: Callable[[], None] | None) -> None:
+    await joiner.lease.acquire()
+    for learner in learners:
+        await learner.lease.acquire()
+    if on_ready is not None:
+        on_ready()
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(joiner.lease.keep())
+        for learner in learners:
+            await stack.enter_async_context(learner.lease.keep())
+            await learner.restore()
+        now = T0
+        while True:
+            joined = await joiner.step(now)
+            learned = 0
+            for learner in learners:
+                learned += await learner.step()
+            if not joined and now == T0:
+                now = T_END
+            elif not joined and not learned:
+                break
 
 
 async def _close(*clients: aioredis.Redis) -> None:

@@ -12,6 +12,7 @@ from reward_ingest.archive import Archiver
 from reward_ingest.join_rules import JoinedEvent
 from reward_ingest.joiner import JoinedLog
 from reward_ingest.service import READ_BATCH, IngestService
+from tests._wait import wait_for_async
 from tests.reward_ingest.test_archive import FakeClock, event, event_ids, json_files
 
 
@@ -39,8 +40,12 @@ def test_events_joined_just_before_stop_are_archived(tmp_path: Path) -> None:
     async def save(value: str) -> None:
         offset["archived"] = value
 
+    reads: list[int] = []  # entries found by each of the service's reads
+
     async def read_joined(after: str, count: int) -> list[tuple[str, JoinedEvent | None]]:
-        return list(await log.read_joined(count, after))
+        entries: list[tuple[str, JoinedEvent | None]] = list(await log.read_joined(count, after))
+        reads.append(len(entries))
+        return entries
 
     async def scenario() -> None:
         settings = parse_settings({"store": "memory://", "experiments": [{
@@ -50,7 +55,8 @@ def test_events_joined_just_before_stop_are_archived(tmp_path: Path) -> None:
                                 {}, read_joined, (load, save),
                                 archiver=Archiver(str(tmp_path), clock=FakeClock()))
         async with service.running():
-            await asyncio.sleep(0.05)  # the reader has found nothing and is waiting
+            await wait_for_async(lambda: reads)  # the reader found nothing and is waiting
+            assert reads == [0]
             # More than one read's worth, joined right before the stop.
             for i in range(READ_BATCH + 5):
                 log.append(joined(i))

@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from router.store._resp import RespConnection, supports
 from tests._redis_server import RedisServer
 from tests._servers import free_port
+from tests._wait import wait_for_async
 
 
 def connection(url: str, reply_timeout_s: float = 1.0) -> RespConnection:
@@ -126,7 +127,8 @@ def test_a_dead_server_fails_everything_in_flight() -> None:
             await conn.call("PING")
             in_flight = asyncio.gather(conn.call("BLPOP", "resp:never", "2"), conn.call("PING"),
                                        return_exceptions=True)
-            await asyncio.sleep(0.05)
+            with redis.Redis.from_url(server.url) as other:  # the BLPOP reached Redis
+                await wait_for_async(lambda: other.info("clients")["blocked_clients"] == 1)
             server.stop(kill=True)
             replies = await in_flight
             assert all(isinstance(reply, RedisConnectionError) for reply in replies), replies

@@ -144,20 +144,21 @@ def outcome(url: str) -> tuple[dict[str, bytes], Counter[tuple[str, str, str, st
 
 @pytest.fixture(scope="module")
 def reference(redis_server: RedisServer) -> Any:
-    """The uninterrupted run over ``fixed_input()``, on db 1; with its duration."""
+    """The uninterrupted run over ``fixed_input()``, on db 1; with its duration and
+    its number of rounds."""
     url = redis_server.url.rsplit("/", 1)[0] + "/1"
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     asyncio.run(write_input(url, fixed_input()))
     started = time.perf_counter()
-    asyncio.run(drive_redis(url))
+    rounds = asyncio.run(drive_redis(url))
     elapsed = time.perf_counter() - started
     result = outcome(url)
     stream = result[1]
     assert sum(stream.values()) > 1000
     learned = {name: load_policy(blob).version for name, blob in result[0].items()}
     assert all(version > 100 for version in learned.values()), learned
-    return result, elapsed
+    return result, elapsed, rounds
 
 
 def test_uninterrupted_run_is_deterministic(redis_url: str, reference: Any) -> None:
@@ -171,10 +172,11 @@ def test_exactly_once_with_cancellations(redis_url: str, reference: Any) -> None
     """Cancel the pipeline at ≥ 10 random moments; it still ends exactly as the reference."""
     asyncio.run(write_input(redis_url, fixed_input()))
     rng = random.Random(1)
-    run_time = reference[1]
+    rounds = reference[2]
+    assert rounds >= 30
 
     # Short lives: 12 of them cannot finish the work, so every crash is mid-work.
-    assert asyncio.run(crash_repeatedly(redis_url, rng, max_delay_s=run_time / 8)) >= 10
+    assert asyncio.run(crash_repeatedly(redis_url, rng, max_rounds=rounds // 15)) >= 10
     assert outcome(redis_url) == reference[0]
 
 

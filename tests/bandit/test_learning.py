@@ -32,10 +32,12 @@ def test_thompson_regret_on_two_close_arms_stays_within_the_lai_robbins_rate() -
     bound = 0.01 * math.log(horizon) / kl_bernoulli(0.05, 0.06)
     assert bound == pytest.approx(115.5, abs=0.5)
     problem = BernoulliProblem([0.05, 0.06])
-    # Updates every 10 steps (as a learner's batches would) keep the test fast.
+    # Updates every 50 steps (a learner's batches are larger still) keep the test fast:
+    # the posterior draws per update dominate its time. Over these 6 seeds the mean
+    # regret is 22.6 with 50 and 22.4 with updates every 10 steps.
     regrets = [
         run(make_policy({"type": "thompson"}, problem.arms, seed=seed), problem, horizon,
-            seed=seed, batch=10).total_regret
+            seed=seed, batch=50).total_regret
         for seed in range(6)
     ]
     assert float(np.mean(regrets)) < bound

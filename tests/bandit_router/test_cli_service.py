@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from tests._servers import free_port
+from tests._wait import wait_for
 
 SCRIPT = Path(sys.executable).with_name("bandit-router")
 DUMMY_KEYS = ("testing", "testing")  # the simulator checks no credentials
@@ -53,17 +53,20 @@ def background(*args: str, port: int, env: dict[str, str] | None = None) -> Iter
     process = subprocess.Popen([str(SCRIPT), *args], env=env or ENV,  # noqa: S603
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
+    probe = f"{url}/healthz" if "serve" in args else f"{url}/ping"
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            _, err = process.communicate(timeout=5)
+            raise AssertionError(f"{args[0]} exited before it answered: {err.decode()}")
+        try:
+            httpx.get(probe, timeout=0.5)
+        except httpx.TransportError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/healthz" if "serve" in args else f"{url}/ping", timeout=0.5)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    _, err = process.communicate(timeout=5)
-                    raise AssertionError(f"{args[0]} did not start: {err.decode()}") from None
-                time.sleep(0.1)
+        wait_for(answers, 30.0, interval=0.1, message=f"{args[0]} did not answer on {url}")
         yield url
     finally:
         process.terminate()

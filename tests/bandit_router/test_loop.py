@@ -29,6 +29,7 @@ from simulator import enable_context_header, generate, make_client, parse_varian
 from simulator.models import make_dataset
 from tests._redis_server import RedisServer
 from tests._servers import run_asgi
+from tests._wait import wait_for
 from tests.router._stack import SIM_ENDPOINT, backend_factory
 
 SECRET = "loop-test-secret"  # noqa: S105 - a test's own webhook secret
@@ -88,13 +89,6 @@ def served_policy_version(router_url: str) -> int:
     return int(ready["experiments"]["loop"]["snapshot_version"] or 0)
 
 
-def wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def check_converged(router_url: str, records: list[Any]) -> None:
     late = [r.variant for r in records[-300:]]
     assert late.count("Variant2") / len(late) > 0.7, late.count("Variant2")
@@ -110,8 +104,8 @@ def test_the_loop_converges_on_memory(tmp_path: Path) -> None:
         with run_asgi(app) as router_url:
             records = drive(router_url, router_url)
             service = app.state.ingest
-            wait_for(lambda: service.learners["loop"].counters.learned >= REQUESTS)
-            wait_for(lambda: served_policy_version(router_url) > 1)
+            wait_for(lambda: service.learners["loop"].counters.learned >= REQUESTS, 20.0)
+            wait_for(lambda: served_policy_version(router_url) > 1, 20.0, interval=0.1)
             check_converged(router_url, records)
         # Stopping the app flushed the archive: every joined event, readable by VW.
         files = sorted((tmp_path / "archive").glob("*.json"))
@@ -133,8 +127,8 @@ def test_the_loop_converges_on_redis(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ingest_url = stack.enter_context(run_asgi(ingester))
         records = drive(router_url, ingest_url)
         service = ingester.state.ingest
-        wait_for(lambda: service.learners["loop"].counters.learned >= REQUESTS)
+        wait_for(lambda: service.learners["loop"].counters.learned >= REQUESTS, 20.0)
         published = load_policy(service.learners["loop"].policy.snapshot())
         assert published.arms == ("Variant1", "Variant2", "Variant3")
-        wait_for(lambda: served_policy_version(router_url) > 1)
+        wait_for(lambda: served_policy_version(router_url) > 1, 20.0, interval=0.1)
         check_converged(router_url, records)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from common.storage.group_commit import GroupCommit
+from tests._wait import wait_for_async
 
 Item = tuple[int, "asyncio.Future[str]"]
 
@@ -129,7 +130,7 @@ def test_a_cancelled_lone_caller_does_not_stall_the_others() -> None:
         group = GroupCommit(recorder.commit, recorder.fail, max_batch=10, name="flusher")
         group.start()
         lone = asyncio.create_task(submit(group, 0))
-        await asyncio.sleep(0.01)  # its commit is in flight, in its own task
+        await wait_for_async(lambda: recorder.batches == [[0]])  # in flight, in its own task
         others = [asyncio.create_task(submit(group, n)) for n in (1, 2)]
         await asyncio.sleep(0)
         lone.cancel()

@@ -22,6 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from common.storage.keys import DECISIONS_STREAM, REWARDS_STREAM
+from reward_ingest.errors import LeaseLost
 from reward_ingest.join_rules import JoinRule
 from reward_ingest.joiner import RedisJoiner
 from reward_ingest.learner import LearnerSettings, RedisLearner
@@ -120,42 +121,65 @@ def learner_settings(batch: int = 50, lease_ttl_s: float = 5.0) -> list[LearnerS
 async def drive_redis(url: str, *, batch: int = 100, learner_batch: int = 50,
                       lease_ttl_s: float = 5.0,
                       on_ready: Callable[[], None] | None = None,
-                      rules: Mapping[str, JoinRule] = RULES) -> None:
-    """Join and learn everything on the streams to completion (two-phase clock).
+                      on_round: Callable[[], None] | None = None,
+                      rules: Mapping[str, JoinRule] = RULES) -> int:
+    """Join and learn everything on the streams to completion (two-phase clock); how
+    many rounds (a joiner step, then a step of each learner) that took. ``on_round``
+    is called after each.
 
     Never releases its leases on the way out (a cancellation is a crash); on normal
-    completion it releases them so the next caller need not wait.
+    completion it releases them so the next caller need not wait. A lease lost on the
+    way (the loop stalled past the TTL on a busy machine) is what the service's run
+    loops recover from: start over from the store, with the leases taken again.
     """
     text = aioredis.Redis.from_url(url, decode_responses=True)
     binary = aioredis.Redis.from_url(url)
-    joiner = RedisJoiner(text, rules, batch=batch, lease_ttl_s=lease_ttl_s)
-    learners = [RedisLearner(binary, s) for s in learner_settings(learner_batch, lease_ttl_s)]
+    rounds = 0
     try:
-        await joiner.lease.acquire()
-        for learner in learners:
-            await learner.lease.acquire()
-        if on_ready is not None:
-            on_ready()
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(joiner.lease.keep())
-            for learner in learners:
-                await stack.enter_async_context(learner.lease.keep())
-                await learner.restore()
-            now = T0
-            while True:
-                joined = await joiner.step(now)
-                learned = 0
-                for learner in learners:
-                    learned += await learner.step()
-                if not joined and now == T0:
-                    now = T_END
-                elif not joined and not learned:
-                    break
-        await joiner.lease.release()
-        for learner in learners:
-            await learner.lease.release()
+        while True:
+            joiner = RedisJoiner(text, rules, batch=batch, lease_ttl_s=lease_ttl_s)
+            learners = [RedisLearner(binary, s)
+                        for s in learner_settings(learner_batch, lease_ttl_s)]
+            try:
+                rounds += await _drive_once(joiner, learners, on_ready, on_round)
+                finished = True
+            except LeaseLost:
+                finished, on_ready = False, None
+            # Not reached on a cancellation (a crash): those leases expire.
+            for lease in (joiner.lease, *(learner.lease for learner in learners)):
+                await lease.release()
+            if finished:
+                return rounds
     finally:
         await asyncio.shield(_close(text, binary))
+
+
+async def _drive_once(joiner: RedisJoiner, learners: list[RedisLearner],
+                      on_ready: Callable[[], None] | None,
+                      on_round: Callable[[], None] | None) -> int:
+    await joiner.lease.acquire()
+    for learner in learners:
+        await learner.lease.acquire()
+    if on_ready is not None:
+        on_ready()
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(joiner.lease.keep())
+        for learner in learners:
+            await stack.enter_async_context(learner.lease.keep())
+            await learner.restore()
+        now, rounds = T0, 0
+        while True:
+            joined = await joiner.step(now)
+            learned = 0
+            for learner in learners:
+                learned += await learner.step()
+            rounds += 1
+            if on_round is not None:
+                on_round()
+            if not joined and now == T0:
+                now = T_END
+            elif not joined and not learned:
+                return rounds
 
 
 async def _close(*clients: aioredis.Redis) -> None:
@@ -163,22 +187,45 @@ async def _close(*clients: aioredis.Redis) -> None:
         await client.aclose()
 
 
-async def crash_repeatedly(url: str, rng: random.Random, *, max_delay_s: float,
-                           crashes: int = 12) -> int:
-    """``drive_redis`` on ``url``, cancelled (a crash) at a random moment up to
-    ``max_delay_s`` after it is ready, ``crashes`` times; then one life runs to the end.
-    Returns how many lives were cancelled mid-work (fewer when one finished first).
-    The lease TTL is short (0.3 s) so that each life takes over the last one's leases."""
+class _CrashPoint:
+    """Where a life is crashed: after ``rounds`` of its rounds (``reached`` is set)."""
+
+    def __init__(self, rounds: int) -> None:
+        self.left = rounds
+        self.reached = asyncio.Event()
+        if rounds <= 0:
+            self.reached.set()
+
+    def tick(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.reached.set()
+
+
+async def crash_repeatedly(url: str, rng: random.Random, *, max_rounds: int,
+                           crashes: int = 12, max_turns: int = 10) -> int:
+    """``drive_redis`` on ``url``, cancelled (a crash) ``crashes`` times; then one life
+    runs to the end. Returns how many lives were cancelled mid-work (fewer when one
+    finished first).
+
+    A life is cancelled after a random number of its rounds (up to ``max_rounds``) and
+    then a random number of event-loop turns (up to ``max_turns``), so the crash lands
+    at any await of a round: counted in the pipeline's own progress, not in seconds,
+    so a busy machine does not let a life finish more of the work. The lease TTL is
+    short (0.3 s) so that each life takes over the last one's leases.
+    """
     interrupted = 0
     while True:
-        ready = asyncio.Event()
-        task = asyncio.create_task(drive_redis(url, lease_ttl_s=0.3, on_ready=ready.set))
-        await asyncio.wait([task, asyncio.create_task(ready.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
         if interrupted >= crashes:
-            await task
+            await drive_redis(url, lease_ttl_s=0.3)
             return interrupted
-        await asyncio.sleep(rng.uniform(0, max_delay_s))
+        crash = _CrashPoint(rng.randint(0, max_rounds))
+        task = asyncio.create_task(drive_redis(url, lease_ttl_s=0.3, on_round=crash.tick))
+        reached = asyncio.create_task(crash.reached.wait())
+        await asyncio.wait([task, reached], return_when=asyncio.FIRST_COMPLETED)
+        reached.cancel()
+        for _ in range(rng.randrange(max_turns)):
+            await asyncio.sleep(0)
         if task.done():  # the work finished before this crash: nothing left to interrupt
             await task
             return interrupted

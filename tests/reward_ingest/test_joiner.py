@@ -7,10 +7,13 @@ because it slept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -30,9 +33,6 @@ RULES = {
     "mean": JoinRule(mode="mean", default=0.0, wait_seconds=60.0),
     "nodefault": JoinRule(mode="first", default=None, wait_seconds=60.0),
 }
-
-# The redis_server / redis_url fixtures (a real redis-server on a free port).
-pytest_plugins = ["tests.reward_ingest._redis_fixtures"]
 
 
 class ListLog:
@@ -57,30 +57,91 @@ def _slice(items: list[dict[str, Any]], count: int,
     return [(f"{start + i + 1}-0", item) for i, item in enumerate(items[start:start + count])]
 
 
-class Harness:
-    """One joiner under test: feed inputs, step, read what came out."""
+class JoinerHarness(ABC):
+    """One joiner under test, whatever its backend: feed inputs, step, read what came out.
 
-    def __init__(self, kind: str, url: str, rules: Mapping[str, JoinRule] = RULES,
-                 batch: int = 1000) -> None:
-        self.kind = kind
+    ``async with`` starts it (the Redis one takes the joiner lease and keeps renewing it,
+    as the service does) and closes it.
+    """
+
+    joiner: MemoryJoiner | RedisJoiner
+
+    async def __aenter__(self) -> JoinerHarness:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Get ready to step."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Let go of what ``start`` took."""
+
+    @abstractmethod
+    async def feed(self, decisions: Sequence[dict[str, Any]] = (),
+                   rewards: Sequence[dict[str, Any]] = ()) -> None:
+        """Append decisions and rewards where the joiner reads them."""
+
+    @abstractmethod
+    async def joined(self) -> list[JoinedEvent]:
+        """Everything joined so far, in order."""
+
+    async def step(self, now: float) -> int:
+        return await self.joiner.step(now)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        return await self.joiner.counts()
+
+
+class MemoryHarness(JoinerHarness):
+    """The in-process joiner over lists."""
+
+    joiner: MemoryJoiner
+
+    def __init__(self, rules: Mapping[str, JoinRule] = RULES, batch: int = 1000) -> None:
         self.log = ListLog()
-        self.memory = MemoryJoiner(self.log, self.log, rules, JoinedLog(), batch=batch)
-        self.client = aioredis.Redis.from_url(url, decode_responses=True)
-        self.redis = RedisJoiner(self.client, rules, batch=batch)
+        self.joiner = MemoryJoiner(self.log, self.log, rules, JoinedLog(), batch=batch)
 
     async def start(self) -> None:
-        if self.kind == "redis":
-            assert await self.redis.lease.try_acquire()
+        """Nothing to take: the in-process joiner has no lease."""
 
     async def close(self) -> None:
+        """Nothing to let go of."""
+
+    async def feed(self, decisions: Sequence[dict[str, Any]] = (),
+                   rewards: Sequence[dict[str, Any]] = ()) -> None:
+        self.log.decisions.extend(decisions)
+        self.log.rewards.extend(rewards)
+
+    async def joined(self) -> list[JoinedEvent]:
+        return list(self.joiner.joined.entries)
+
+
+class RedisHarness(JoinerHarness):
+    """The Redis joiner over the real streams of ``url``."""
+
+    joiner: RedisJoiner
+
+    def __init__(self, url: str, rules: Mapping[str, JoinRule] = RULES,
+                 batch: int = 1000) -> None:
+        self.client = aioredis.Redis.from_url(url, decode_responses=True)
+        self.joiner = RedisJoiner(self.client, rules, batch=batch)
+        self._held = contextlib.AsyncExitStack()
+
+    async def start(self) -> None:
+        assert await self.joiner.lease.try_acquire()
+        await self._held.enter_async_context(self.joiner.lease.keep())
+
+    async def close(self) -> None:
+        await self._held.aclose()
         await self.client.aclose()
 
-    async def feed(self, decisions: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                   rewards: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
-        if self.kind == "memory":
-            self.log.decisions.extend(decisions)
-            self.log.rewards.extend(rewards)
-            return
+    async def feed(self, decisions: Sequence[dict[str, Any]] = (),
+                   rewards: Sequence[dict[str, Any]] = ()) -> None:
         pipe = self.client.pipeline(transaction=False)
         for event in decisions:
             pipe.xadd(DECISIONS_STREAM, {"event": json.dumps(event, separators=(",", ":"))})
@@ -88,33 +149,29 @@ class Harness:
             pipe.xadd(REWARDS_STREAM, {"reward": json.dumps(item)})
         await pipe.execute()
 
-    async def step(self, now: float) -> int:
-        joiner = self.memory if self.kind == "memory" else self.redis
-        return await joiner.step(now)
-
     async def joined(self) -> list[JoinedEvent]:
-        if self.kind == "memory":
-            return list(self.memory.joined.entries)
         entries = await self.client.xrange(JOINED_STREAM)
         return [JoinedEvent.from_fields(fields) for _, fields in entries]
 
-    async def counts(self) -> dict[str, dict[str, int]]:
-        joiner = self.memory if self.kind == "memory" else self.redis
-        return await joiner.counts()
+
+HarnessFactory = Callable[..., JoinerHarness]
 
 
-def scenario(body: Callable[[Harness], Awaitable[None]]) -> Callable[[str, str], None]:
+@pytest.fixture(params=["memory", "redis"])
+def make_harness(request: pytest.FixtureRequest) -> HarnessFactory:
+    """Builds a harness of each backend in turn: ``make_harness(rules=..., batch=...)``."""
+    if request.param == "memory":
+        return MemoryHarness
+    return functools.partial(RedisHarness, request.getfixturevalue("redis_url"))
+
+
+def scenario(body: Callable[[JoinerHarness], Awaitable[None]]) -> Callable[..., None]:
     """Run ``body`` against the memory joiner and the Redis joiner."""
 
-    @pytest.mark.parametrize("kind", ["memory", "redis"])
-    def test(kind: str, redis_url: str) -> None:
+    def test(make_harness: HarnessFactory) -> None:
         async def run() -> None:
-            harness = Harness(kind, redis_url)
-            await harness.start()
-            try:
+            async with make_harness() as harness:
                 await body(harness)
-            finally:
-                await harness.close()
 
         asyncio.run(run())
 
@@ -128,7 +185,7 @@ def summary(events: list[JoinedEvent]) -> list[tuple[str, float, bool, int]]:
 
 
 @scenario
-async def test_first_joins_at_once_then_counts_late(h: Harness) -> None:
+async def test_first_joins_at_once_then_counts_late(h: JoinerHarness) -> None:
     """``first``: the first in-range reward joins; later ones are counted as late."""
     await h.feed([decision("e1", "first", T)], [reward("e1", 1.0, T + 1, "r1")])
     await h.step(T + 2)
@@ -143,7 +200,7 @@ async def test_first_joins_at_once_then_counts_late(h: Harness) -> None:
 
 
 @scenario
-async def test_first_reward_before_decision(h: Harness) -> None:
+async def test_first_reward_before_decision(h: JoinerHarness) -> None:
     """A reward that arrives before its decision joins when the decision comes."""
     await h.feed(rewards=[reward("e1", 7.0, T, "bad"), reward("e1", 0.5, T, "r1")])
     await h.step(T)
@@ -157,12 +214,10 @@ async def test_first_reward_before_decision(h: Harness) -> None:
 @pytest.mark.parametrize(("experiment", "expected"), [
     ("sum", (2.0, 3)), ("max", (1.0, 3)), ("mean", (0.6, 3))])
 def test_aggregates_wait_out_the_window(experiment: str, expected: tuple[float, int],
-                                        redis_url: str) -> None:
+                                        make_harness: HarnessFactory) -> None:
     """sum / max / mean: rewards before and after the decision, joined at the deadline."""
-    async def body(kind: str) -> list[tuple[str, float, bool, int]]:
-        h = Harness(kind, redis_url)
-        await h.start()
-        try:
+    async def body() -> list[tuple[str, float, bool, int]]:
+        async with make_harness() as h:
             await h.feed(rewards=[reward("e1", 0.5, T, "r1")])
             await h.step(T)
             await h.feed([decision("e1", experiment, T)],
@@ -174,18 +229,14 @@ def test_aggregates_wait_out_the_window(experiment: str, expected: tuple[float, 
             assert await h.joined() == []
             await h.step(T + 60)
             return summary(await h.joined())
-        finally:
-            await h.close()
 
-    for kind in ("memory", "redis"):
-        asyncio.run(asyncio.sleep(0))
-        (event_id, value, default, n), = asyncio.run(body(kind))
-        assert (event_id, default, n) == ("e1", False, expected[1])
-        assert value == pytest.approx(expected[0])
+    (event_id, value, default, n), = asyncio.run(body())
+    assert (event_id, default, n) == ("e1", False, expected[1])
+    assert value == pytest.approx(expected[0])
 
 
 @scenario
-async def test_default_reward_after_the_window(h: Harness) -> None:
+async def test_default_reward_after_the_window(h: JoinerHarness) -> None:
     """No reward by the deadline: the default, flagged; nothing before the deadline."""
     await h.feed([decision("e1", "first", T), decision("e2", "sum", T)])
     await h.step(T + 59.9)
@@ -196,7 +247,7 @@ async def test_default_reward_after_the_window(h: Harness) -> None:
 
 
 @scenario
-async def test_drop_when_no_default(h: Harness) -> None:
+async def test_drop_when_no_default(h: JoinerHarness) -> None:
     """No reward and no default: dropped and counted, never joined."""
     await h.feed([decision("e1", "nodefault", T)], [reward("e1", 3.0, T, "r1")])
     await h.step(T + 61)
@@ -206,7 +257,7 @@ async def test_drop_when_no_default(h: Harness) -> None:
 
 
 @scenario
-async def test_duplicates_orphans_and_odd_input(h: Harness) -> None:
+async def test_duplicates_orphans_and_odd_input(h: JoinerHarness) -> None:
     """Duplicate decisions and rewards, orphans, unknown experiments, malformed input."""
     await h.feed([decision("e1", "sum", T), decision("e1", "sum", T), decision("x", "nope", T)],
                  [reward("e1", 1.0, T, "r1"), reward("e1", 1.0, T, "r1"),
@@ -224,7 +275,7 @@ async def test_duplicates_orphans_and_odd_input(h: Harness) -> None:
 
 
 @scenario
-async def test_decision_after_its_orphaned_rewards_still_joins(h: Harness) -> None:
+async def test_decision_after_its_orphaned_rewards_still_joins(h: JoinerHarness) -> None:
     """Rewards dropped as orphans do not swallow a decision that comes later."""
     await h.feed(rewards=[reward("e1", 1.0, T, "r1")])
     await h.step(T + 661)
@@ -256,10 +307,9 @@ def test_memory_and_redis_agree_on_random_input(redis_url: str) -> None:
     """Lua and Python implement one semantics: same joined events, order and counters."""
     waves_d, waves_r = _random_input(11)
 
-    async def run(kind: str) -> tuple[list[dict[str, str]], dict[str, dict[str, int]]]:
-        h = Harness(kind, redis_url, batch=37)
-        await h.start()
-        try:
+    async def run(harness: JoinerHarness) -> tuple[list[dict[str, str]],
+                                                   dict[str, dict[str, int]]]:
+        async with harness as h:
             for wave in range(6):
                 await h.feed(waves_d[wave], waves_r[wave])
                 while await h.step(T + wave * 20 + 30):
@@ -267,11 +317,9 @@ def test_memory_and_redis_agree_on_random_input(redis_url: str) -> None:
             while await h.step(T + 10_000):
                 pass
             return [e.fields() for e in await h.joined()], await h.counts()
-        finally:
-            await h.close()
 
-    memory = asyncio.run(run("memory"))
-    on_redis = asyncio.run(run("redis"))
+    memory = asyncio.run(run(MemoryHarness(batch=37)))
+    on_redis = asyncio.run(run(RedisHarness(redis_url, batch=37)))
     assert len(memory[0]) > 200
     assert on_redis == memory
 
@@ -281,14 +329,14 @@ def test_restarted_joiner_repeats_nothing(redis_url: str) -> None:
     data = fixed_input(3, n=300)
 
     async def run() -> None:
-        first = Harness("redis", redis_url, rules=_rules_of_fixed())
+        first = RedisHarness(redis_url, rules=_rules_of_fixed())
         await first.start()
         await first.feed(data.decisions, data.rewards)
         while await first.step(T):
             pass
         before = (await first.joined(), await first.counts())
-        await first.redis.lease.release()
-        second = Harness("redis", redis_url, rules=_rules_of_fixed())
+        await first.joiner.lease.release()
+        second = RedisHarness(redis_url, rules=_rules_of_fixed())
         await second.start()
         assert await second.step(T) == 0
         assert (await second.joined(), await second.counts()) == before
@@ -307,7 +355,7 @@ def _rules_of_fixed() -> dict[str, JoinRule]:
 def test_a_joiner_without_the_lease_writes_nothing(redis_url: str) -> None:
     """Fencing: once another joiner holds the lease, every script refuses."""
     async def run() -> None:
-        h = Harness("redis", redis_url)
+        h = RedisHarness(redis_url)
         await h.start()
         await h.feed([decision("e1", "first", T)], [reward("e1", 1.0, T, "r1")])
         await h.client.delete("bandit:join:lease")  # expired...
@@ -331,7 +379,7 @@ def test_joiner_throughput_on_redis(redis_url: str) -> None:
     data = fixed_input(5, n=5000)
 
     async def run() -> float:
-        h = Harness("redis", redis_url, rules=_rules_of_fixed())
+        h = RedisHarness(redis_url, rules=_rules_of_fixed())
         await h.start()
         await h.feed(data.decisions, data.rewards)
         started = time.perf_counter()

@@ -30,6 +30,7 @@ from reward_ingest.joiner import JoinedLog, MemoryJoiner
 from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner, RedisLearner
 from reward_ingest.lease import MemoryLeaseTable
 from tests._redis_server import RedisServer
+from tests._wait import wait_for_async
 from tests.reward_ingest._pipeline import (
     RULES,
     T0,
@@ -43,9 +44,6 @@ from tests.reward_ingest._pipeline import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# The redis_server / redis_url fixtures (a real redis-server on a free port).
-pytest_plugins = ["tests.reward_ingest._redis_fixtures"]
 
 
 def joined(event_id: str, experiment: str, value: float, **options: Any) -> JoinedEvent:
@@ -148,20 +146,21 @@ def outcome(url: str) -> tuple[dict[str, bytes], Counter[tuple[str, str, str, st
 
 @pytest.fixture(scope="module")
 def reference(redis_server: RedisServer) -> Any:
-    """The uninterrupted run over ``fixed_input()``, on db 1; with its duration."""
+    """The uninterrupted run over ``fixed_input()``, on db 1; with its duration and
+    its number of rounds."""
     url = redis_server.url.rsplit("/", 1)[0] + "/1"
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     asyncio.run(write_input(url, fixed_input()))
     started = time.perf_counter()
-    asyncio.run(drive_redis(url, lease_ttl_s=0.3))
+    rounds = asyncio.run(drive_redis(url))
     elapsed = time.perf_counter() - started
     result = outcome(url)
     stream = result[1]
     assert sum(stream.values()) > 1000
     learned = {name: load_policy(blob).version for name, blob in result[0].items()}
     assert all(version > 100 for version in learned.values()), learned
-    return result, elapsed
+    return result, elapsed, rounds
 
 
 def test_uninterrupted_run_is_deterministic(redis_url: str, reference: Any) -> None:
@@ -175,10 +174,11 @@ def test_exactly_once_with_cancellations(redis_url: str, reference: Any) -> None
     """Cancel the pipeline at ≥ 10 random moments; it still ends exactly as the reference."""
     asyncio.run(write_input(redis_url, fixed_input()))
     rng = random.Random(1)
-    run_time = reference[1]
+    rounds = reference[2]
+    assert rounds >= 30
 
     # Short lives: 12 of them cannot finish the work, so every crash is mid-work.
-    assert asyncio.run(crash_repeatedly(redis_url, rng, max_delay_s=run_time / 8)) >= 10
+    assert asyncio.run(crash_repeatedly(redis_url, rng, max_rounds=rounds // 15)) >= 10
     assert outcome(redis_url) == reference[0]
 
 
@@ -215,7 +215,8 @@ def test_exactly_once_with_sigkill(redis_server: RedisServer,
     assert outcome(url) == reference[0]
 
 
-def test_lease_takeover_resumes_from_the_checkpoint(redis_url: str) -> None:
+def test_lease_takeover_resumes_from_the_checkpoint(redis_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A second learner waits, takes over after the first one dies, and loses nothing."""
     data = fixed_input(4, n=600)
     asyncio.run(write_input(redis_url, data))
@@ -234,19 +235,30 @@ def test_lease_takeover_resumes_from_the_checkpoint(redis_url: str) -> None:
             pass
         one = RedisLearner.from_url(redis_url, settings)
         two = RedisLearner.from_url(redis_url, settings)
+        attempts: list[bool] = []  # what each of two's tries to take the lease got
+        try_acquire = two.lease.try_acquire
+
+        async def recorded_try_acquire() -> bool:
+            taken = await try_acquire()
+            attempts.append(taken)
+            return taken
+
+        monkeypatch.setattr(two.lease, "try_acquire", recorded_try_acquire)
         stop_one, stop_two = asyncio.Event(), asyncio.Event()
         first = asyncio.create_task(one.run(stop_one, idle_s=0.01))
-        while one.counters.batches < 3:
-            await asyncio.sleep(0.001)
+        await wait_for_async(lambda: one.counters.batches >= 3)
         second = asyncio.create_task(two.run(stop_two, idle_s=0.01))
-        await asyncio.sleep(0.1)
-        assert two.policy is None  # still waiting for the lease
+        await wait_for_async(lambda: attempts)
+        # Refused, not merely slow: the lease key holds one's token, two holds nothing.
+        assert not any(attempts)
+        assert await text.get(one.lease.key) == one.lease.token != ""
+        assert two.lease.token == "" and two.policy is None
         first.cancel()  # a crash: the lease is not released, it expires
         with pytest.raises(asyncio.CancelledError):
             await first
         last = (await text.xrevrange(JOINED_STREAM, count=1))[0][0]
-        while two.policy is None or two.offset != last:
-            await asyncio.sleep(0.01)
+        await wait_for_async(lambda: two.policy is not None and two.offset == last)
+        assert attempts[-1] is True and await text.get(two.lease.key) == two.lease.token
         stop_two.set()
         await second
         assert two.counters.restores == 1
@@ -275,9 +287,9 @@ def test_fencing_refuses_a_learner_that_lost_its_lease(redis_url: str) -> None:
         await old.restore()
         before = await client.hgetall(learner_checkpoint_key("first"))
         await client.xadd(JOINED_STREAM, joined("e1", "first", 1.0).fields())
-        await asyncio.sleep(0.3)  # expired: nobody renewed it
         new = RedisLearner(client, settings)
-        assert await new.lease.try_acquire()
+        # Taken once the old lease expired (nobody renews it: TTL 0.2 s).
+        await wait_for_async(new.lease.try_acquire, 5.0)
         with pytest.raises(LeaseLost):
             await old.step()
         assert old.policy is None
@@ -345,11 +357,12 @@ def test_learner_throughput(redis_url: str, spec: dict[str, Any]) -> None:
         await pipe.execute()
         learner = RedisLearner(client, LearnerSettings("perf", spec, arms))
         assert await learner.lease.try_acquire()
-        await learner.restore()
-        started = time.perf_counter()
-        while await learner.step():
-            pass
-        elapsed = time.perf_counter() - started
+        async with learner.lease.keep():  # renewed as the service does: runs may take > TTL
+            await learner.restore()
+            started = time.perf_counter()
+            while await learner.step():
+                pass
+            elapsed = time.perf_counter() - started
         assert learner.counters.learned == n
         await client.aclose()
         return n / elapsed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from reward_ingest.archive import Archiver
 from reward_ingest.join_rules import JoinedEvent
 from reward_ingest.joiner import JoinedLog
 from reward_ingest.service import READ_BATCH, IngestService
+from tests._wait import wait_for_async
 from tests.reward_ingest.test_archive import FakeClock, event, event_ids, json_files
 
 
@@ -38,8 +38,22 @@ def joined(i: int) -> JoinedEvent:
                        joined_at=1.0)
 
 
+class CountingLog(JoinedLog):
+    """The joined log, recording how many entries each of the service's reads found."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[int] = []
+
+    async def read_joined(self, count: int,
+                          after: str = "0") -> list[tuple[str, JoinedEvent]]:
+        entries = await super().read_joined(count, after)
+        self.reads.append(len(entries))
+        return entries
+
+
 def test_events_joined_just_before_stop_are_archived(tmp_path: Path) -> None:
-    log = JoinedLog()
+    log = CountingLog()
 
     async def scenario() -> None:
         settings = parse_settings({"store": "memory://", "experiments": [{
@@ -48,7 +62,8 @@ def test_events_joined_just_before_stop_are_archived(tmp_path: Path) -> None:
         service = IngestService(settings, IdleJoiner(), {}, log,
                                 archiver=Archiver(str(tmp_path), clock=FakeClock()))
         async with service.running():
-            await asyncio.sleep(0.05)  # the reader has found nothing and is waiting
+            await wait_for_async(lambda: log.reads)  # the reader found nothing and is waiting
+            assert log.reads == [0]
             # More than one read's worth, joined right before the stop.
             for i in range(READ_BATCH + 5):
                 log.append(joined(i))
@@ -57,14 +72,6 @@ def test_events_joined_just_before_stop_are_archived(tmp_path: Path) -> None:
     archived = [eid for path in json_files(tmp_path) for eid in event_ids(path.read_bytes())]
     assert archived == [f"e{i}" for i in range(READ_BATCH + 5)]
     assert log.archived == f"{READ_BATCH + 5}-0"
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 def test_archive_files_roll_by_age_not_per_read(tmp_path: Path) -> None:
@@ -87,13 +94,13 @@ def test_archive_files_roll_by_age_not_per_read(tmp_path: Path) -> None:
         async with service.running():
             for i in range(25):
                 log.append(joined(i))
-                await until(taken(i + 1))
+                await wait_for_async(taken(i + 1))
                 clock.now += 1
             assert archiver.stats.files <= 3, list(archiver.recent_files)
             # No read comes any more: the open file is written once it is due all the same.
             clock.now += 10
-            await until(lambda: archiver.stats.pending_events == 0)
-            await until(lambda: log.archived == "25-0")
+            await wait_for_async(lambda: archiver.stats.pending_events == 0)
+            await wait_for_async(lambda: log.archived == "25-0")
 
     asyncio.run(scenario())
     files = json_files(tmp_path)

@@ -8,8 +8,7 @@ processes would; or one shared ``MemoryRegistry``), a fast registry poll, and
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from router.sync import RegistrySync
 from simulator import Simulator, parse_variants
 from simulator import create_app as create_simulator
 from tests._servers import run_asgi
+from tests._wait import wait_for as wait_for  # re-exported: replica tests wait with it
 from tests.router._stack import KEYS, SIM_ENDPOINT, SIM_VARIANTS, backend_factory
 
 TOKEN = "s3cret-admin-token"  # noqa: S105  (the tests' own token)
@@ -91,13 +91,3 @@ def cluster(config: Settings, *, count: int = 2, registry_url: str | None = None
             url = stack.enter_context(run_asgi(app))
             replicas.append(Replica(url, app.state.router, store, app.state.sync))
         yield Cluster(sim_url, simulator.state.simulator, replicas)
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, step_s: float = 0.01) -> float:
-    """Seconds until ``check()`` held; AssertionError after ``timeout_s``."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"not within {timeout_s} s")
-        time.sleep(step_s)
-    return time.monotonic() - started

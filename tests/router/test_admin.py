@@ -12,7 +12,8 @@ import pytest
 
 from bandit import Feedback, make_policy
 from common.config import Settings
-from tests.router._replicas import TOKEN, Cluster, Replica, cluster, wait_for
+from tests._wait import wait_for
+from tests.router._replicas import TOKEN, Cluster, Replica, cluster
 from tests.router._stack import SIM_ENDPOINT, experiment, settings
 
 BODY = json.dumps({"instances": [[0.1, -0.2, 0.3, 0.4, -0.5, 0.6]]})

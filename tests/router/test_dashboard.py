@@ -1,11 +1,13 @@
 """``GET /dashboard`` in a real headless Chromium, over a router + memory ingester with data.
 
 The embedded app (router, webhook and learner in one process on ``memory://``) serves
-decisions; signed rewards come back through ``/v1/rewards`` in waves a second apart, so
-the learner writes several timeline points. Chromium (Debian's ``chromium`` package,
-``make system-deps``) then loads the page with the admin token in the URL fragment:
-``--dump-dom`` must show one SVG line per variant in each of the three charts and the
-stats table's rows; ``--screenshot`` must show the variants' colours.
+decisions; signed rewards come back through ``/v1/rewards`` in waves, each sent once the
+learner has written a timeline point for the one before (its timeline interval is set
+to 0 s, so every learned batch writes a point), so there are several points. Chromium
+(Debian's ``chromium`` package, ``make system-deps``) then loads the page with the admin
+token in the URL fragment: ``--dump-dom`` must show one SVG line per variant in each of
+the three charts and the stats table's rows; ``--screenshot`` must show the variants'
+colours.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import httpx
 import pytest
 from PIL import Image
 
-from bandit_router.embedded import embedded_app
+from bandit_router.embedded import embedded_app, ingest_service
 from common.config import Settings, parse_settings
 from reward_ingest.signing import sign
 from tests._servers import run_asgi
+from tests._wait import wait_for
 
 TOKEN = "dashboard-test-token"  # noqa: S105 - a test's own admin token
 SECRET = "dashboard-webhook-secret"  # noqa: S105 - a test's own webhook secret
@@ -73,7 +76,8 @@ class Sent:
 
 
 def drive(url: str, waves: int = 4, per_wave: int = 150, seed: int = 5) -> Sent:
-    """Decisions and signed rewards in ``waves`` a little over a second apart."""
+    """Decisions and signed rewards in ``waves``, each once the last one's rewards made a
+    timeline point (so there is at least one point per wave)."""
     rng = random.Random(seed)
     sent = Sent()
     with httpx.Client(base_url=url, timeout=10) as client:
@@ -93,10 +97,10 @@ def drive(url: str, waves: int = 4, per_wave: int = 150, seed: int = 5) -> Sent:
                 rewards.append({"event_id": decision["event_id"], "reward": value})
             body = json.dumps({"rewards": rewards}).encode()
             headers = {"Content-Type": "application/json", **sign(SECRET, body, int(time.time()))}
+            points = len(timeline_points(url))
             posted = client.post("/v1/rewards", content=body, headers=headers)
             assert posted.status_code == 202, posted.text
-            if wave < waves - 1:
-                time.sleep(1.1)
+            wait_for_point_after(url, points, f"wave {wave}")
     return sent
 
 
@@ -106,26 +110,43 @@ def admin(url: str, path: str) -> Any:
     return response.json()
 
 
+def timeline_points(url: str) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = admin(url, "/v1/experiments/shop/timeline")["points"]
+    return points
+
+
+def wait_for_point_after(url: str, points: int, what: str) -> None:
+    """Until the timeline has more than ``points`` points."""
+    wait_for(lambda: len(timeline_points(url)) > points, 20.0, interval=0.05,
+             message=f"{what}: no new timeline point")
+
+
 def wait_learned(url: str, total: int, timeout_s: float = 20.0) -> dict[str, Any]:
-    """The stats once the learner has learned ``total`` rewards (defaults included)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        stats: dict[str, Any] = admin(url, "/v1/experiments/shop/stats")
-        learned = sum(v["rewards_joined"] or 0 for v in stats["variants"])
-        if learned == total or time.monotonic() > deadline:
-            assert learned == total, stats
-            return stats
-        time.sleep(0.2)
+    """The stats once the learner has learned ``total`` rewards (defaults included) and
+    the timeline's points account for all of them."""
+    latest: dict[str, Any] = {}
+
+    def learned_everything() -> bool:
+        latest.update(admin(url, "/v1/experiments/shop/stats"))
+        learned = sum(v["rewards_joined"] or 0 for v in latest["variants"])
+        charted = sum(point["events"] for point in timeline_points(url))
+        return learned == total and charted == total
+
+    wait_for(learned_everything, timeout_s, interval=0.1, message=lambda: latest)
+    return latest
 
 
 @contextmanager
 def running_dashboard() -> Iterator[tuple[str, Sent, dict[str, Any]]]:
     """A router + ingester with learned data: (URL, what was sent, the final stats)."""
     environ = {"BANDIT_ROUTER_ADMIN_TOKEN": TOKEN, "BANDIT_ROUTER_WEBHOOK_SECRET": SECRET}
-    with run_asgi(embedded_app(config(), environ=environ)) as url:
+    app = embedded_app(config(), environ=environ)
+    with run_asgi(app) as url:
+        # A point with every learned batch, not at most one a second: the waves need
+        # not be a second apart, and the last batch's point is written with it.
+        ingest_service(app).learners["shop"].timeline.interval_s = 0.0
         sent = drive(url)
         stats = wait_learned(url, sum(sent.decisions.values()))
-        time.sleep(1.2)  # the learner's idle flush writes the last timeline point
         yield url, sent, stats
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import redis
 from common.storage.keys import DECISIONS_STREAM
 from router.store import open_store
 from tests._redis_server import RedisServer
+from tests._wait import wait_for
 from tests.router._stack import SIM_ENDPOINT, Stack, experiment, router_stack, settings
 
 BODY = json.dumps({"instances": [[0.3, -0.1, 0.2, 0.0, 0.5, -0.4]]}).encode()
@@ -81,10 +81,7 @@ def test_a_redis_outage_spools_and_replays_with_nothing_lost_or_doubled(tmp_path
             assert ready["status"] == "ready" and ready["store"]["spooling"] is True
             run("during-2")
             server.start()
-            deadline = time.monotonic() + 15
-            while store.status().spooling and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not store.status().spooling
+            wait_for(lambda: not store.status().spooling, 15.0, interval=0.05)
             run("after")
             ready = httpx.get(f"{stack.router_url}/readyz").json()
             assert ready["store"]["spooling"] is False and ready["store"]["spooled"] == 0

@@ -18,6 +18,19 @@ BODY = json.dumps({"instances": [[0.3, -0.1, 0.2, 0.0, 0.5, -0.4]]}).encode()
 WEIGHTS = {"Variant1": 5, "Variant2": 3, "Variant3": 2}
 
 
+class SteppedClock:
+    """The monotonic clock plus what the test skipped ahead (the router's ``clock``)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
 async def _send(url: str, count: int, concurrency: int,
                 headers: dict[str, str] | None = None) -> list[tuple[int, str | None]]:
     """POST ``count`` invocations, ``concurrency`` at a time; (status, event id) each."""
@@ -66,10 +79,11 @@ def test_observed_shares_match_the_logged_probabilities_chi_square() -> None:
 
 
 def test_a_failing_variant_is_suspended_then_probed_back() -> None:
-    guardrails = {"error_rate": 0.5, "p99_ms": 5000, "window_s": 30, "cooldown_s": 1.0,
+    guardrails = {"error_rate": 0.5, "p99_ms": 5000, "window_s": 30, "cooldown_s": 30.0,
                   "min_requests": 10, "probe_share": 0.2}
     config = settings(experiment(policy={"type": "static"}, guardrails=guardrails))
     with router_stack(config) as stack:
+        clock = stack.state.clock = SteppedClock()
         stack.set_variant("Variant2", error_rate=1.0, error_kind="model")
         first = send(stack, 150, concurrency=4)
         events = logged(stack)
@@ -84,8 +98,10 @@ def test_a_failing_variant_is_suspended_then_probed_back() -> None:
         assert 'bandit_router_guardrail_trips_total{experiment="exp",variant="Variant2"} 1.0' \
             in metrics
         # Heal it; after the cooldown it is probed with 20 % and then fully restored.
+        # The router's clock skips the cooldown (30 s: it cannot end on its own while
+        # the test runs, however slow the machine).
         stack.set_variant("Variant2", error_rate=0.0)
-        time.sleep(1.1)
+        clock.advance(30.1)
         send(stack, 120, concurrency=4)
         after = logged(stack)[len(events):]
         shares = [e["probabilities"]["Variant2"] for e in after]

@@ -12,7 +12,8 @@ from common.config import Settings
 from common.storage.keys import EXPERIMENTS_KEY, policy_key
 from tests._redis_server import RedisServer
 from tests._snapshots import publish_snapshot
-from tests.router._replicas import Replica, cluster, wait_for
+from tests._wait import wait_for
+from tests.router._replicas import Replica, cluster
 from tests.router._stack import SIM_ENDPOINT, experiment, settings
 
 BODY = json.dumps({"instances": [[0.1, -0.2, 0.3, 0.4, -0.5, 0.6]]}).encode()

@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from router.errors import ServiceUnavailable
 from router.store import RedisStore
 from tests._redis_server import RedisServer
 from tests._servers import free_port
+from tests._wait import wait_for_async
 
 
 def _event(event_id: str, **extra: Any) -> dict[str, Any]:
@@ -42,13 +42,6 @@ def store_url(request: pytest.FixtureRequest, redis_url: str) -> str:
     connection does not speak (here: one with a query option)."""
     return redis_url if request.param == "own connection" else \
         f"{redis_url}?health_check_interval=0"
-
-
-async def _wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def test_events_land_on_the_stream_in_order_with_all_fields(store_url: str,
@@ -135,7 +128,7 @@ def test_an_outage_loses_and_doubles_nothing(tmp_path: Path) -> None:
                 acked.append(ids)
                 spooling.append(store.status().spooling)
                 done_waves.put_nowait(wave)
-                await asyncio.sleep(0.03)
+                await asyncio.sleep(0.03)  # traffic over time, so the kill lands mid-run
 
         async def control() -> None:
             # Stop and start from a thread, so the kill can land mid-batch.
@@ -147,7 +140,7 @@ def test_an_outage_loses_and_doubles_nothing(tmp_path: Path) -> None:
             await asyncio.to_thread(server.start)
 
         await asyncio.gather(produce(), control())
-        await _wait_until(lambda: not store.status().spooling)
+        await wait_for_async(lambda: not store.status().spooling)
         await store.close()
         return acked, spooling, store
 
@@ -222,7 +215,7 @@ def test_a_batch_whose_reply_was_lost_is_not_doubled(redis_url: str, redis_serve
         # others, queued behind it, went to the spool once its connection dropped.
         assert _stream_ids(redis_url) == ["e0", "e1"]
         proxy.drop_replies = False
-        await _wait_until(lambda: not store.status().spooling)
+        await wait_for_async(lambda: not store.status().spooling)
         await store.append(_event("e6"))
         await store.close()
         await proxy.close()
@@ -273,7 +266,7 @@ def test_a_spool_left_by_a_crash_is_replayed_exactly_once(redis_url: str,
         store = RedisStore(redis_url, spool_path=spool)
         await store.start()
         first = store.status()
-        await _wait_until(lambda: not store.status().spooling)
+        await wait_for_async(lambda: not store.status().spooling)
         await store.append(_event("e15"))
         await store.close()
         return store, (first.spooling, first.spooled)
@@ -313,7 +306,7 @@ def test_a_full_spool_refuses_the_event_and_records_it_nowhere(tmp_path: Path) -
     async def recovery(url: str) -> None:
         store = RedisStore(url, spool_path=spool)
         await store.start()
-        await _wait_until(lambda: not store.status().spooling)
+        await wait_for_async(lambda: not store.status().spooling)
         await store.close()
 
     with RedisServer(port=port) as server:

@@ -1,4 +1,4 @@
-"""A real redis-server for the joiner and learner tests (a plugin: ``pytest_plugins``)."""
+"""Fixtures for the whole suite: one real redis-server, started once per session."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import redis
 from tests._redis_server import RedisServer, redis_server_fixture
 
 redis_server = redis_server_fixture(scope="session")
-"""A ``RedisServer`` for the session (modules load this with ``pytest_plugins``)."""
+"""A ``RedisServer`` (``.url``, ``.port``) shared by every test; never stop it in a test
+(a test that kills Redis starts its own ``RedisServer``)."""
 
 
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
-    """The server's URL, emptied (FLUSHALL) for this test."""
+    """The session server's URL (db 0), emptied (FLUSHALL: every db) for this test."""
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     return redis_server.url

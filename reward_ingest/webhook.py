@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from common.config import RewardConfig, Secrets, Settings
+from common.json_input import InvalidJSONError, parse_json
 from reward_ingest.rewards import (
     Reward,
     RewardStore,
@@ -257,13 +258,16 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# parse_int=float: a 5000-digit integer becomes inf (refused as not finite) instead of
+# tripping Python's int-conversion limit.
+_DECODER = json.JSONDecoder(parse_constant=_NonFinite, parse_int=float,
+                            object_pairs_hook=_unique_keys)
+
+
 def _parse_json(raw: bytes) -> Any:
     try:
-        # parse_int=float: a 5000-digit integer becomes inf (refused as not finite)
-        # instead of tripping Python's int-conversion limit.
-        return json.loads(raw, parse_constant=_NonFinite, parse_int=float,
-                          object_pairs_hook=_unique_keys)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+        return parse_json(raw, _DECODER)
+    except InvalidJSONError as exc:
         raise _RefusedError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
 
 

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from common.config import ExperimentConfig, VariantConfig
 from common.config_problems import problem_lines
+from common.json_input import FINITE, InvalidJSONError, parse_json
 
 from ..registry import RegistryConflictError, RegistryUnavailableError, RegistryView, config_json
 from ..state import Route, RouterState
@@ -312,16 +313,12 @@ async def _body(request: Request) -> dict[str, Any]:
         raise AdminError(413, "too_large", f"body: {len(raw)} bytes exceeds "
                                            f"{MAX_ADMIN_BODY_BYTES}")
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
-    except ValueError as exc:
+        data = parse_json(raw, FINITE)
+    except InvalidJSONError as exc:
         raise AdminError(400, "invalid_json", f"body: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise AdminError(400, "invalid_json", "body: must be a JSON object")
     return data
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 async def _read(request: Request) -> RegistryView:

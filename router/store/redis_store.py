@@ -26,7 +26,8 @@ to the spool, in order, without waiting on a dead Redis. A recovery task PINGs e
 dedupe script, and only when the spool is empty (checked under the spool lock, so no
 event can slip in behind it) do appends go back to Redis: the stream keeps the order
 the events were acknowledged in. A spool left by a previous run is replayed on start.
-When the spool is full, ``append`` raises ``ServiceUnavailable`` and records nothing.
+When the spool is full, ``append`` raises ``ServiceUnavailable`` and records nothing,
+and ``status()`` says the store is not accepting until the replay has made room.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class RedisStore:
         self._spooling = False
         self._reachable = False
         self._detail = "not started"
+        self._refused_bytes = 0  # the spool line that did not fit last time; 0: none refused
+        self._spool_failure: str | None = None  # the spool's last write error, if it failed
         self.flushes = 0
         """Round trips that wrote live events to Redis (one per batch)."""
         self.spool_writes = 0
@@ -165,9 +168,25 @@ class RedisStore:
         await entry[2]
 
     def status(self) -> StoreStatus:
-        """Redis's last known reachability, whether appends spool, and how many wait."""
+        """Redis's last known reachability, whether appends spool, how many wait, and
+        whether an append now would be recorded."""
+        refusal = self._refusal()
         return StoreStatus(reachable=self._reachable, spooling=self._spooling,
-                           spooled=self._spool.pending, detail=self._detail)
+                           spooled=self._spool.pending, detail=refusal or self._detail,
+                           accepting=refusal is None)
+
+    def _refusal(self) -> str | None:
+        """Why an append now would get a 503, or None when it would be recorded."""
+        if not self._spooling:
+            return None  # a failed write would go to the spool
+        if self._spool_failure is not None:
+            return f"decision log unavailable: {self._spool_failure}"
+        spool = self._spool
+        if self._refused_bytes and spool.max_bytes - spool.size < self._refused_bytes:
+            return (f"decision log unavailable: spool {spool.path} full ({spool.size} of "
+                    f"{spool.max_bytes} bytes) while {self._where} is unreachable or "
+                    "refuses writes")
+        return None
 
     async def read_decisions(
         self, count: int, after: str = "0"
@@ -244,9 +263,12 @@ class RedisStore:
         try:
             accepted = await self._on_io(self._spool.append, lines)
         except OSError as exc:
-            raise ServiceUnavailable(f"decision log unavailable: spool write failed: {exc}") \
+            self._spool_failure = f"spool write failed: {exc}"
+            raise ServiceUnavailable(f"decision log unavailable: {self._spool_failure}") \
                 from exc
+        self._spool_failure = None
         self.spool_writes += 1
+        self._refused_bytes = 0 if accepted == len(lines) else len(lines[accepted].encode()) + 1
         if accepted < len(lines):
             logger.error("decision spool %s is full (%d bytes)", self._spool.path,
                          self._spool.max_bytes)

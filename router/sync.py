@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 from typing import Any
 
 from pydantic import ValidationError as ConfigInvalid
 
 from bandit import BanditError, load_policy
 from common.config import ExperimentConfig
+from common.tasks import run_bounded, stop_tasks
 
 from .backends import Backend, HttpBackend
 from .context import ContextExtractor
@@ -47,6 +47,7 @@ log = logging.getLogger("bandit_router.sync")
 
 POLL_S = 0.5
 RETIRE_AFTER_S = 5.0  # a replaced backend may still be serving requests in flight
+CLOSE_STEP_S = 3.0  # each step of close() (watcher, retiring backends, registry) at most
 
 
 class RegistrySync:
@@ -64,6 +65,7 @@ class RegistrySync:
         self.problems: dict[str, str] = {}
         """Experiments this replica could not apply, with why (also logged)."""
         self._seeded = False
+        self._closing = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -76,15 +78,15 @@ class RegistrySync:
         self._task = asyncio.create_task(self._watch(), name="registry-sync")
 
     async def close(self) -> None:
-        """Stop watching and close the backends still retiring."""
+        """Stop watching, close the backends still retiring, close the registry: each
+        step within ``CLOSE_STEP_S``, whatever state the registry's store is in (a step
+        that overruns is logged and left behind, so a shutdown always ends)."""
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        for task in list(self._retiring):
-            task.cancel()
-        await asyncio.gather(*self._retiring, return_exceptions=True)
-        await self.registry.close()
+            await stop_tasks({self._task}, CLOSE_STEP_S)
+        await stop_tasks(self._retiring, CLOSE_STEP_S)
+        if not await run_bounded(self.registry.close(), CLOSE_STEP_S):
+            log.warning("closing the registry took over %g s; left behind", CLOSE_STEP_S)
 
     def status(self) -> dict[str, Any]:
         """For ``/readyz``: where, whether it answers, what this replica serves."""
@@ -140,7 +142,7 @@ class RegistrySync:
     async def _watch(self) -> None:
         feed = self.registry.changes()
         try:
-            while True:
+            while not self._closing:  # the flag too: a cancel can be lost (common.tasks)
                 await feed.wait(self.poll_s)
                 try:
                     await self.refresh()

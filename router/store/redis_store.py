@@ -38,7 +38,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -48,6 +47,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from common.group_commit import GroupCommit
+from common.tasks import stop_tasks
 from router.errors import ServiceUnavailable
 from router.store import _resp
 from router.store.base import (
@@ -66,6 +66,7 @@ MAX_BATCH = 512
 PROBE_INTERVAL_S = 0.5
 CONNECT_TIMEOUT_S = 0.5
 OP_TIMEOUT_S = 1.0
+CLOSE_STEP_S = 3.0  # close() waits at most this long for the replay task to stop
 DEFAULT_SPOOL_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_STREAM_MAXLEN = 1_000_000
 # A seen-marker must outlive the outage after which its event may be replayed: an
@@ -149,9 +150,7 @@ class RedisStore:
         self._closing = True
         await self._batches.close()
         if self._recovery is not None:
-            self._recovery.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._recovery
+            await stop_tasks({self._recovery}, CLOSE_STEP_S)
         await self._on_io(self._spool.close)
         self._io.shutdown(wait=True)
         if self._writer is not None:

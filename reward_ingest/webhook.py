@@ -47,6 +47,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from common.api_errors import ApiError
 from common.config import RewardConfig, Secrets, Settings
 from common.json_input import InvalidJSONError, parse_json
 from reward_ingest.rewards import (
@@ -97,21 +98,14 @@ class IngestMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class _RefusedError(Exception):
+class _RefusedError(ApiError):
     """A request answered with a 4xx/5xx; ``rejected``: rewards it carried, as counted."""
 
     def __init__(self, status: int, error: str, message: str, *, rejected: int = 1,
                  problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-        self.rejected, self.problems = rejected, problems
-
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": self.error, "message": self.message}
-        if self.problems is not None:
-            body["problems"] = self.problems
-        headers = {"Retry-After": "1"} if self.status == 503 else None
-        return JSONResponse(body, status_code=self.status, headers=headers)
+        super().__init__(status, error, message, problems=problems,
+                         headers={"Retry-After": "1"} if status == 503 else None)
+        self.rejected = rejected
 
 
 class RewardWebhook:
@@ -147,7 +141,7 @@ class RewardWebhook:
             self.metrics.requests[str(refused.status)].inc()
             level = logging.WARNING if refused.status in (401, 503) else logging.INFO
             log.log(level, "event=reward_refused status=%d error=%s client=%s reason=%r",
-                    refused.status, refused.error, _client(request), refused.message[:300])
+                    refused.status, refused.code, _client(request), refused.message[:300])
             return refused.response()
         self.metrics.rewards["accepted"].inc(accepted)
         self.metrics.rewards["duplicate"].inc(duplicates)
@@ -215,8 +209,7 @@ def create_webhook_app(settings: Settings, store: RewardStore, secrets: Secrets,
 
     async def internal(request: Request, exc: Exception) -> Response:
         log.exception("event=webhook_error path=%s", request.url.path, exc_info=exc)
-        return JSONResponse({"error": "internal", "message": "internal error; see the log"},
-                            status_code=500)
+        return ApiError(500, "internal", "internal error; see the log").response()
 
     app = Starlette(lifespan=lifespan, exception_handlers={Exception: internal})
     mount_rewards(app, webhook)

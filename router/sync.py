@@ -3,9 +3,11 @@
 One background task per app: wait for a change notice (pub/sub) or ``poll_s``,
 then ``refresh``: one round trip for the registry's revision and every
 experiment's snapshot version; when the revision moved, read every config and
-apply the difference; when a snapshot version moved, load it. Admin writes call
-``refresh`` right after writing, so the replica that took the change serves it
-before answering, and the others within a notice (or a poll) of it.
+apply the difference; when a snapshot version moved, load it. Admin writes go
+through ``edit`` (optimistic concurrency: read, change, write unless another
+writer came in between, else again), which refreshes right after writing, so the
+replica that took the change serves it before answering, and the others within a
+notice (or a poll) of it.
 
 Applying a changed config keeps what was learned unless the policy itself
 changed: arms are added and removed on the live policy (``Experiment.set_variants``),
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError as ConfigInvalid
@@ -33,7 +36,13 @@ from .backends import Backend, HttpBackend
 from .context import ContextExtractor
 from .experiments import Experiment
 from .guardrails import Guardrails
-from .registry import Registry, RegistryUnavailableError, RegistryView, config_json
+from .registry import (
+    Registry,
+    RegistryConflictError,
+    RegistryUnavailableError,
+    RegistryView,
+    config_json,
+)
 from .state import (
     BackendFactory,
     Route,
@@ -48,6 +57,11 @@ log = logging.getLogger("bandit_router.sync")
 POLL_S = 0.5
 RETIRE_AFTER_S = 5.0  # a replaced backend may still be serving requests in flight
 CLOSE_STEP_S = 3.0  # each step of close() (watcher, retiring backends, registry) at most
+WRITE_ATTEMPTS = 5
+
+Change = Callable[[RegistryView], Awaitable[ExperimentConfig | None]]
+"""What ``edit`` does to one experiment: the registry as read, to the config to put
+(None: delete the experiment); it may raise to refuse the change."""
 
 
 class RegistrySync:
@@ -95,6 +109,32 @@ class RegistrySync:
                 "snapshots": {name: route.snapshot_version
                               for name, route in sorted(self.state.routes.items())},
                 "problems": dict(self.problems)}
+
+    async def edit(self, name: str, change: Change) -> int | None:
+        """Put ``change``'s config under ``name`` (or delete it) unless another writer
+        changed the registry since it was read; then read and change again, at most
+        ``WRITE_ATTEMPTS`` times. Applied here before returning the new revision (None:
+        there was nothing to delete).
+
+        Raises ``RegistryUnavailableError``, ``RegistryConflictError`` when the registry
+        kept changing, and whatever ``change`` raises.
+        """
+        registry = self.registry
+        for _ in range(WRITE_ATTEMPTS):
+            view = await registry.read()
+            config = await change(view)
+            try:
+                if config is None:
+                    revision = await registry.delete(name, expect_revision=view.revision)
+                else:
+                    revision = await registry.put(config, expect_revision=view.revision)
+            except RegistryConflictError:
+                continue  # another writer came in between: change its result instead
+            if revision is not None:
+                await self.refresh()
+            return revision
+        raise RegistryConflictError(f"the registry kept changing during {WRITE_ATTEMPTS} "
+                                    "attempts; retry")
 
     async def refresh(self) -> None:
         """Bring this replica up to the registry now; records (not raises) an outage."""

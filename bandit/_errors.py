@@ -11,16 +11,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class BanditError(Exception):
     """Base of every error raised by ``bandit``."""
 
 
 class SpecError(BanditError, ValueError):
-    """A policy spec is invalid; the message names the key path, e.g. ``policy.epsilon``."""
+    """A policy spec is invalid; the message names the key path, e.g. ``policy.epsilon``.
 
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
+    ``path`` and ``problem`` are the first problem found; ``problems`` holds every
+    ``(path, problem)`` pair, that one first. The message is ``path: problem``, with
+    any further problems after it, each as ``; path: problem``.
+    """
+
+    def __init__(self, path: str, problem: str, *,
+                 more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems: list[tuple[str, str]] = [(path, problem), *more]
+        super().__init__("; ".join(f"{where}: {what}" for where, what in self.problems))
         self.path = path
         self.problem = problem
 

@@ -49,15 +49,22 @@ class Policy(ABC):
 
     @classmethod
     def from_spec(cls, spec: PolicySpec, arms: Sequence[Arm], seed: int = 0) -> Policy:
-        """Build from a validated spec; raises ``SpecError`` naming the bad key."""
+        """Build from a validated spec; raises ``SpecError`` naming every bad key."""
         reader = SpecReader(spec)
         reader.raw("type")
         floor = reader.number("floor", 0.0, low=0.0, high=1.0, high_open=True)
         _check_arm_list(arms)
         if floor * len(arms) > 1.0:
-            raise SpecError("policy.floor", f"{floor:g} × {len(arms)} arms exceeds 1")
-        policy = cls._from_reader(reader, arms, floor=floor, seed=seed)
+            reader.report("policy.floor", f"{floor:g} × {len(arms)} arms exceeds 1")
+            floor = 0.0
+        try:
+            policy = cls._from_reader(reader, arms, floor=floor, seed=seed)
+        except SpecError as exc:  # a problem this type could not read past
+            reader.report_error(exc)
+            reader.raise_problems()
+            raise
         reader.finish()
+        reader.raise_problems()
         return policy
 
     @classmethod

@@ -8,7 +8,6 @@ import numpy as np
 
 from ._arm_stats import read_discount
 from ._context_free import ContextFreePolicy
-from ._errors import SpecError
 from ._policy import FloatArray, Policy
 from ._registry import register
 from ._spec import SpecReader
@@ -33,13 +32,18 @@ class StaticPolicy(ContextFreePolicy):
         weights: dict[str, float] = {}
         if reader.has("weights"):
             section = reader.section("weights")
+            strangers = [arm for arm in section.keys() if arm not in arms]  # noqa: SIM118
             for arm in section.keys():  # noqa: SIM118 - a SpecReader, not a dict
-                if arm not in arms:
-                    raise SpecError(f"{section.path}.{arm}", f"is not an arm ({', '.join(arms)})")
-                weights[arm] = section.number(arm, 0.0, low=0.0)
+                if arm in strangers:
+                    section.raw(arm)  # reported here, not again as an unknown key
+                    section.report(f"{section.path}.{arm}", f"is not an arm ({', '.join(arms)})")
+                else:
+                    weights[arm] = section.number(arm, 0.0, low=0.0)
             section.finish()
             if not any(weights.values()):
-                raise SpecError(section.path, "must give at least one arm a positive weight")
+                if not strangers:  # else naming the arms right may be the whole fix
+                    section.report(section.path, "must give at least one arm a positive weight")
+                weights = dict.fromkeys(arms, 1.0)  # to read on; the spec is refused
         else:
             weights = dict.fromkeys(arms, 1.0)
         read_discount(reader)  # accepted for symmetry; static never uses its statistics

@@ -248,14 +248,16 @@ def interaction_args(reader: SpecReader) -> list[str]:
     value = reader.raw("interactions", list(DEFAULT_INTERACTIONS))
     path = f"{reader.path}.interactions"
     if not isinstance(value, list):
-        raise SpecError(path, f"must be a list of namespace pairs such as 'sa', got {value!r}")
+        reader.report(path, f"must be a list of namespace pairs such as 'sa', got {value!r}")
+        return []
     args: list[str] = []
     for i, item in enumerate(value):
         if not (isinstance(item, str) and 2 <= len(item) <= 3
                 and _NAMESPACES.issuperset(item)):
-            raise SpecError(f"{path}[{i}]", f"must be 2 or 3 namespaces from {SHARED_NAMESPACE} "
-                                           f"(context), {ACTION_NAMESPACE} (arm), : (all); "
-                                           f"got {item!r}")
+            reader.report(f"{path}[{i}]", f"must be 2 or 3 namespaces from {SHARED_NAMESPACE} "
+                                          f"(context), {ACTION_NAMESPACE} (arm), : (all); "
+                                          f"got {item!r}")
+            continue
         args += ["--interactions", item]
     return args
 
@@ -301,9 +303,13 @@ class VWPolicy(Policy):
     @classmethod
     def _build(cls, reader: SpecReader, arms: Sequence[Arm], args: list[str], path: str, *,
                floor: float, seed: int) -> Self:
-        """Build from read spec keys; VW's own refusals become ``SpecError`` on ``path``."""
+        """Build from read spec keys; VW's own refusals become ``SpecError`` on ``path``.
+        With problems already reported, the spec is refused without building VW."""
+        interactions = interaction_args(reader)
+        reader.finish()
+        reader.raise_problems()
         try:
-            return cls(arms, floor=floor, seed=seed, args=[*args, *interaction_args(reader)])
+            return cls(arms, floor=floor, seed=seed, args=[*args, *interactions])
         except _VWRefusedError as exc:
             raise SpecError(path, f"rejected by Vowpal Wabbit: {exc}") from None
 
@@ -414,11 +420,13 @@ class VWFlagsPolicy(VWPolicy):
     ) -> Policy:
         path = f"{reader.path}.flags"
         flags = reader.string("flags", "")
+        args: list[str] = []
         try:
-            tokens = shlex.split(flags)
-        except ValueError as exc:
-            raise SpecError(path, f"cannot be parsed: {exc}") from None
-        args = parse_flags(tokens, path)
+            args = parse_flags(shlex.split(flags), path)
+        except SpecError as exc:  # the first bad option: the rest cannot be read past it
+            reader.report_error(exc)
+        except ValueError as exc:  # shlex
+            reader.report(path, f"cannot be parsed: {exc}")
         return cls._build(reader, arms, args, path, floor=floor, seed=seed)
 
 

@@ -1,9 +1,11 @@
 """The embedded default: one process on ``memory://`` runs the router and the learning loop.
 
 The router logs decisions to an in-process ``MemoryStore``; ``POST /v1/rewards`` is
-mounted on the router's app; the ingester (joiner, learners, pushers, archiver) runs
-as tasks in the router's lifespan, and its snapshots reach the router through the
-in-process registry, exactly as they would through Redis.
+mounted on the router's app, its ``bandit_ingest_*`` counters in the router's
+``/metrics`` (the names ``bandit-router ingest`` exposes); the ingester (joiner,
+learners, pushers, archiver) runs as tasks in the router's lifespan, and its
+snapshots reach the router through the in-process registry, exactly as they would
+through Redis.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from common.config import Secrets, Settings
 from common.learner_stats import MemoryLearnerStats
 from reward_ingest.rewards import MemoryRewardStore
 from reward_ingest.service import IngestService, memory_service
-from reward_ingest.webhook import RewardWebhook, mount_rewards
-from router.app import create_app
+from reward_ingest.webhook import IngestMetrics, RewardWebhook, mount_rewards
+from router.app import create_app, router_state
 from router.registry import MemoryRegistry
 from router.state import BackendFactory
 from router.store import MemoryStore
@@ -38,7 +40,8 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
     app = create_app(settings, store=store, registry=registry, secrets=secrets,
                      environ=environ, backend_factory=backend_factory, stats_source=stats)
     configs = {experiment.name: experiment.reward for experiment in settings.experiments}
-    webhook = RewardWebhook(rewards, secrets=secrets, reward_configs=configs)
+    metrics = IngestMetrics(router_state(app).metrics.registry)  # one /metrics for both
+    webhook = RewardWebhook(rewards, secrets=secrets, reward_configs=configs, metrics=metrics)
     mount_rewards(app, webhook)
     router_lifespan = app.router.lifespan_context
 

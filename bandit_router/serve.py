@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from common.config import ConfigError, Settings, load_settings
+from common.config_paths import path_problems
 from router.app import create_app
 
 
@@ -39,6 +40,11 @@ def _check_aws_credentials() -> None:
 def serve(config: Path, host: str, port: int, log_level: str) -> None:
     """Validate the config, build the app, and serve until interrupted."""
     settings = settings_or_exit(config)
+    problems = path_problems(settings, create=True)
+    if problems:
+        for problem in problems:
+            print(f"bandit-router: {config}: {problem}", file=sys.stderr)
+        sys.exit(2)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if any(e.backend == "sagemaker" for e in settings.experiments):

@@ -74,10 +74,45 @@ def _policy_errors(policy: Any, arms: Sequence[str], seed: int) -> list[InitErro
     try:
         make_policy(policy, arms, seed)
     except SpecError as exc:
-        return [error_line(_spec_loc(exc.path), exc.problem, policy)]
+        return [error_line(_spec_loc(path), problem, policy) for path, problem in exc.problems]
     except BanditError as exc:  # e.g. an ArmError for a variant the policy cannot take
         return [error_line(("policy",), str(exc), policy)]
     return []
+
+
+def _push_errors(push: Any, variants: int) -> list[InitErrorDetails]:
+    """``weights_push.min_weight`` must leave room for every variant's floor."""
+    if push.enabled and push.min_weight * variants > 1:
+        share = f"{push.min_weight:g} × {variants} variants exceeds 1"
+        return [error_line(("weights_push", "min_weight"), share, push.min_weight)]
+    return []
+
+
+def _valid_push(data: Any) -> WeightsPushConfig | None:
+    """The ``weights_push`` section as written, when it is valid on its own."""
+    try:
+        return WeightsPushConfig.model_validate(data.get("weights_push", {}))
+    except ValidationError:
+        return None
+
+
+def _duplicate_errors(experiments: Sequence[Any],
+                      at: tuple[str, ...] = ()) -> list[InitErrorDetails]:
+    """Experiments sharing a name or an endpoint, at the later one (located under ``at``);
+    ``experiments`` are configs, or mappings as written."""
+    errors: list[InitErrorDetails] = []
+    for key in ("name", "endpoint"):
+        first: dict[str, int] = {}
+        for i, experiment in enumerate(experiments):
+            value = (experiment.get(key) if isinstance(experiment, Mapping)
+                     else getattr(experiment, key, None))
+            if not isinstance(value, str):
+                continue
+            j = first.setdefault(value, i)
+            if j != i:
+                errors.append(error_line((*at, i, key), f"duplicate {key} {value!r} "
+                                                        f"(also experiments[{j}])", value))
+    return errors
 
 
 def _reinit(detail: ErrorDetails) -> InitErrorDetails:
@@ -142,22 +177,24 @@ class ExperimentConfig(ConfigModel):
                 handler: ModelWrapValidatorHandler[ExperimentConfig]) -> ExperimentConfig:
         # The policy is built over the variants, so it is checked once they are known;
         # when other keys are bad too, it is still checked against the names written.
+        # The same for the weights push, which needs the number of variants.
         try:
             experiment = handler(data)
         except ValidationError as exc:
             details = exc.errors()
             names = _raw_names(data)
+            extra: list[InitErrorDetails] = []
             if names and not any(d["loc"][:1] == ("policy",) for d in details):
-                extra = _policy_errors(data.get("policy"), names, 0)
-                if extra:
-                    raise ValidationError.from_exception_data(
-                        exc.title, [*map(_reinit, details), *extra]) from None
+                extra += _policy_errors(data.get("policy"), names, 0)
+            push = _valid_push(data) if names else None
+            if push is not None and not any(d["loc"][:1] == ("weights_push",) for d in details):
+                extra += _push_errors(push, len(names))
+            if extra:
+                raise ValidationError.from_exception_data(
+                    exc.title, [*map(_reinit, details), *extra]) from None
             raise
         errors = _policy_errors(experiment.policy, experiment.arms, experiment.seed)
-        push = experiment.weights_push
-        if push.enabled and push.min_weight * len(experiment.variants) > 1:
-            share = f"{push.min_weight:g} × {len(experiment.variants)} variants exceeds 1"
-            errors.append(error_line(("weights_push", "min_weight"), share, push.min_weight))
+        errors += _push_errors(experiment.weights_push, len(experiment.variants))
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return experiment
@@ -190,18 +227,29 @@ class Settings(ConfigModel):
     def _unique(cls, experiments: tuple[ExperimentConfig, ...]) -> tuple[ExperimentConfig, ...]:
         if not experiments:
             raise invalid("must list at least one experiment")
-        errors: list[InitErrorDetails] = []
-        for key in ("name", "endpoint"):
-            first: dict[str, int] = {}
-            for i, experiment in enumerate(experiments):
-                value = getattr(experiment, key)
-                j = first.setdefault(value, i)
-                if j != i:
-                    errors.append(error_line((i, key), f"duplicate {key} {value!r} "
-                                                       f"(also experiments[{j}])", value))
+        errors = _duplicate_errors(experiments)
         if errors:
             raise ValidationError.from_exception_data("experiments", errors)
         return experiments
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        # An experiment with a bad key must not hide that another one repeats its name.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            written = data.get("experiments") if isinstance(data, Mapping) else None
+            if not isinstance(written, list | tuple):
+                raise
+            details = exc.errors()
+            found = {detail["loc"] for detail in details}
+            extra = [error for error in _duplicate_errors(written, ("experiments",))
+                     if error.get("loc") not in found]
+            if not extra:
+                raise
+            raise ValidationError.from_exception_data(
+                exc.title, [*map(_reinit, details), *extra]) from None
 
 
 def parse_settings(data: object) -> Settings:

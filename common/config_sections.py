@@ -262,4 +262,5 @@ class DecisionLogConfig(ConfigModel):
 
     spool_path: Annotated[StrictStr, Field(min_length=1)] = "./bandit-spool.jsonl"
     spool_max_bytes: Annotated[StrictInt, Field(gt=0)] = 64 * MIB
-    stream_maxlen: Annotated[StrictInt, Field(gt=0)] = 1_000_000
+    # Redis takes MAXLEN as a signed 64-bit integer and refuses every XADD beyond it.
+    stream_maxlen: Annotated[StrictInt, Field(gt=0, le=(1 << 63) - 1)] = 1_000_000

@@ -6,8 +6,10 @@
     ├── SignatureError                a webhook request is not authentic or not fresh (401)
     ├── LeaseLost                     a worker's lease is gone (expired, taken, fenced):
     │                                 stop writing, start over from the store
-    ├── DeliveryError                 a webhook delivery refused (4xx/5xx): status, error
-    │                                 code, message, and the problems of a bad body
+    ├── common.api_errors.ApiError
+    │   └── DeliveryError             a webhook delivery refused (4xx/5xx): status, error
+    │                                 code, message, the problems of a bad body, and how
+    │                                 many rewards it carried
     └── RuntimeError
         └── PushError                 a weight push that could not happen; carries its
             │                         ``PushRecord`` when there is one
@@ -23,6 +25,8 @@ start over from their last durable state.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from common.api_errors import ApiError
 
 if TYPE_CHECKING:
     from reward_ingest.pusher import PushRecord
@@ -58,14 +62,14 @@ class LeaseLost(Exception):  # noqa: N818  (a state, not a programming error)
     """The lease is gone (expired and maybe taken): stop and start over from the store."""
 
 
-class DeliveryError(Exception):
+class DeliveryError(ApiError):
     """A delivery answered with a 4xx/5xx; ``rejected``: rewards it carried, as counted."""
 
     def __init__(self, status: int, error: str, message: str, *, rejected: int = 1,
                  problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-        self.rejected, self.problems = rejected, problems
+        super().__init__(status, error, message, problems=problems,
+                         headers={"Retry-After": "1"} if status == 503 else None)
+        self.rejected = rejected
 
 
 class PushError(RuntimeError):

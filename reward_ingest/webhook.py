@@ -54,7 +54,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from common.api_errors import ApiError
 from common.config import RewardConfig, Secrets, Settings
+from common.json_input import InvalidJSONError, parse_json
 from reward_ingest.drops import DroppedRewards
 from reward_ingest.errors import DeliveryError, RewardStoreUnavailableError, SignatureError
 from reward_ingest.rewards import Reward, RewardStore, default_reward_id
@@ -132,8 +134,8 @@ class RewardWebhook:
             self.metrics.requests[str(refused.status)].inc()
             level = logging.WARNING if refused.status in (401, 503) else logging.INFO
             log.log(level, "event=reward_refused status=%d error=%s client=%s reason=%r",
-                    refused.status, refused.error, _client(request), refused.message[:300])
-            return _refusal(refused)
+                    refused.status, refused.code, _client(request), refused.message[:300])
+            return refused.response()
         self.metrics.rewards["accepted"].inc(accepted)
         self.metrics.rewards["duplicate"].inc(duplicates)
         self.metrics.requests["202"].inc()
@@ -200,8 +202,7 @@ def create_webhook_app(settings: Settings, store: RewardStore, secrets: Secrets,
 
     async def internal(request: Request, exc: Exception) -> Response:
         log.exception("event=webhook_error path=%s", request.url.path, exc_info=exc)
-        return JSONResponse({"error": "internal", "message": "internal error; see the log"},
-                            status_code=500)
+        return ApiError(500, "internal", "internal error; see the log").response()
 
     app = Starlette(lifespan=lifespan, exception_handlers={Exception: internal})
     mount_rewards(app, webhook)
@@ -211,14 +212,6 @@ def create_webhook_app(settings: Settings, store: RewardStore, secrets: Secrets,
     return app
 
 
-
-def _refusal(refused: DeliveryError) -> JSONResponse:
-    """The JSON answer to a refused delivery (503s say when to retry)."""
-    body: dict[str, Any] = {"error": refused.error, "message": refused.message}
-    if refused.problems is not None:
-        body["problems"] = refused.problems
-    headers = {"Retry-After": "1"} if refused.status == 503 else None
-    return JSONResponse(body, status_code=refused.status, headers=headers)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -253,13 +246,16 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# parse_int=float: a 5000-digit integer becomes inf (refused as not finite) instead of
+# tripping Python's int-conversion limit.
+_DECODER = json.JSONDecoder(parse_constant=_NonFinite, parse_int=float,
+                            object_pairs_hook=_unique_keys)
+
+
 def _parse_json(raw: bytes) -> Any:
     try:
-        # parse_int=float: a 5000-digit integer becomes inf (refused as not finite)
-        # instead of tripping Python's int-conversion limit.
-        return json.loads(raw, parse_constant=_NonFinite, parse_int=float,
-                          object_pairs_hook=_unique_keys)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+        return parse_json(raw, _DECODER)
+    except InvalidJSONError as exc:
         raise DeliveryError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
 
 

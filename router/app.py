@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
+from common.api_errors import ApiError, api_error_response
 from common.config import Secrets, Settings
 
-from .errors import AdminError, InternalFailure, error_response
+from .errors import InternalFailure, error_response
 from .fast_path import RouterApp
 from .openapi import document_routes
 from .registry import Registry, open_registry
@@ -87,7 +88,7 @@ def create_app(
     app.add_route("/metrics", ops.metrics, methods=["GET"])
     app.add_route("/dashboard", dashboard.dashboard, methods=["GET"])
     app.include_router(admin.router)
-    app.add_exception_handler(AdminError, admin.admin_error_response)
+    app.add_exception_handler(ApiError, api_error_response)
     app.add_exception_handler(Exception, _internal_failure)
     document_routes(app)
     return app

@@ -25,6 +25,7 @@ import re
 from typing import Any, NoReturn
 
 from common.config_sections import ContextConfig, pointer_segments
+from common.json_input import InvalidJSONError, JSONTooDeepError, parse_json
 
 from .errors import ValidationError
 
@@ -35,8 +36,9 @@ _INTEGER = re.compile(r"\s*[-+]?[0-9]+\s*")
 _DECIMAL = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*")
 
 
-class _NonFiniteError(ValueError):
-    """``NaN``, ``Infinity`` or ``-Infinity`` in the header's JSON."""
+class _NonFiniteError(Exception):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in the header's JSON (no ``ValueError``, so
+    ``parse_json`` lets it through for its own message)."""
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -141,13 +143,13 @@ class ContextExtractor:
         if size > self._max_bytes:
             raise ValidationError(f"{HEADER}: larger than {self._max_bytes} bytes ({size})")
         try:
-            context = _DECODER.decode(value)
+            context = parse_json(value, _DECODER)
         except _NonFiniteError as exc:
             raise ValidationError(f"{HEADER}: {exc} is not allowed (numbers must be "
                                   "finite)") from None
-        except RecursionError:
+        except JSONTooDeepError:
             _too_deep(HEADER, self._max_depth)
-        except ValueError as exc:
+        except InvalidJSONError as exc:
             raise ValidationError(f"{HEADER}: not valid JSON ({exc})") from None
         return self.check(context, HEADER)
 
@@ -194,8 +196,8 @@ class ContextExtractor:
 
     def _from_json(self, body: bytes, content_type: str | None) -> dict[str, Any]:
         try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
+            document = parse_json(body)
+        except InvalidJSONError:
             shown = f", Content-Type {content_type}" if content_type else ""
             raise ValidationError(f"request body: not valid JSON{shown} (this endpoint reads "
                                   "its context from the JSON body)") from None

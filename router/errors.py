@@ -8,16 +8,14 @@
     │   ├── ModelNotReady          429  ModelNotReadyException
     │   ├── InternalFailure        500
     │   └── ServiceUnavailable     503  throttled after retries, backend unreachable, log full
-    ├── RegistryError                  a registry operation that could not be done
-    │   ├── RegistryUnavailableError   the store did not answer: keep what you have, retry
-    │   └── RegistryConflictError      the registry moved past the revision the caller read
-    └── AdminError                     an admin API request refused: status, code, message,
-                                       and the problems of a bad body
+    └── RegistryError                  a registry operation that could not be done
+        ├── RegistryUnavailableError   the store did not answer: keep what you have, retry
+        └── RegistryConflictError      the registry moved past the revision the caller read
 
 ``error_response`` renders a ``RouterError`` in the rest-json shape botocore parses:
 the ``x-amzn-ErrorType`` header names the code, the JSON body carries ``message``
-and the shape's other members. The admin routes render ``AdminError`` as
-``{"error", "message", "problems"}``.
+and the shape's other members. The admin API and the reward webhook answer
+``common.api_errors.ApiError`` instead, as ``{"error", "message", "problems"}``.
 """
 
 from __future__ import annotations
@@ -95,18 +93,6 @@ class RegistryUnavailableError(RegistryError):
 
 class RegistryConflictError(RegistryError):
     """The registry changed since the revision the caller read (optimistic concurrency)."""
-
-
-class AdminError(Exception):
-    """An admin request refused: HTTP status, a short code, a message for people."""
-
-    def __init__(self, status: int, code: str, message: str, *,
-                 problems: list[str] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.problems = problems
-        self.headers = headers
 
 
 def error_response(error: RouterError, request_id: str | None = None) -> Response:

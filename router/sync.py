@@ -3,9 +3,11 @@
 One background task per app: wait for a change notice (pub/sub) or ``poll_s``,
 then ``refresh``: one round trip for the registry's revision and every
 experiment's snapshot version; when the revision moved, read every config and
-apply the difference; when a snapshot version moved, load it. Admin writes call
-``refresh`` right after writing, so the replica that took the change serves it
-before answering, and the others within a notice (or a poll) of it.
+apply the difference; when a snapshot version moved, load it. Admin writes go
+through ``edit`` (optimistic concurrency: read, change, write unless another
+writer came in between, else again), which refreshes right after writing, so the
+replica that took the change serves it before answering, and the others within a
+notice (or a poll) of it.
 
 Applying a changed config keeps what was learned unless the policy itself
 changed: arms are added and removed on the live policy (``Experiment.set_variants``),
@@ -21,17 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError as ConfigInvalid
 
 from bandit import BanditError, load_policy
 from common.config import ExperimentConfig
+from common.tasks import run_bounded, stop_tasks
 
 from .backends import Backend, HttpBackend
 from .context import ContextExtractor
-from .errors import RegistryUnavailableError
+from .errors import RegistryConflictError, RegistryUnavailableError
 from .experiments import Experiment
 from .guardrails import Guardrails
 from .registry import Registry, RegistryView, config_json
@@ -48,6 +51,12 @@ log = logging.getLogger("bandit_router.sync")
 
 POLL_S = 0.5
 RETIRE_AFTER_S = 5.0  # a replaced backend may still be serving requests in flight
+CLOSE_STEP_S = 3.0  # each step of close() (watcher, retiring backends, registry) at most
+WRITE_ATTEMPTS = 5
+
+Change = Callable[[RegistryView], Awaitable[ExperimentConfig | None]]
+"""What ``edit`` does to one experiment: the registry as read, to the config to put
+(None: delete the experiment); it may raise to refuse the change."""
 
 
 class RegistrySync:
@@ -65,6 +74,7 @@ class RegistrySync:
         self.problems: dict[str, str] = {}
         """Experiments this replica could not apply, with why (also logged)."""
         self._seeded = False
+        self._closing = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -77,15 +87,15 @@ class RegistrySync:
         self._task = asyncio.create_task(self._watch(), name="registry-sync")
 
     async def close(self) -> None:
-        """Stop watching and close the backends still retiring."""
+        """Stop watching, close the backends still retiring, close the registry: each
+        step within ``CLOSE_STEP_S``, whatever state the registry's store is in (a step
+        that overruns is logged and left behind, so a shutdown always ends)."""
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        for task in list(self._retiring):
-            task.cancel()
-        await asyncio.gather(*self._retiring, return_exceptions=True)
-        await self.registry.close()
+            await stop_tasks({self._task}, CLOSE_STEP_S)
+        await stop_tasks(self._retiring, CLOSE_STEP_S)
+        if not await run_bounded(self.registry.close(), CLOSE_STEP_S):
+            log.warning("closing the registry took over %g s; left behind", CLOSE_STEP_S)
 
     def status(self) -> dict[str, Any]:
         """For ``/readyz``: where, whether it answers, what this replica serves."""
@@ -94,6 +104,32 @@ class RegistrySync:
                 "snapshots": {name: route.snapshot_version
                               for name, route in sorted(self.state.routes.items())},
                 "problems": dict(self.problems)}
+
+    async def edit(self, name: str, change: Change) -> int | None:
+        """Put ``change``'s config under ``name`` (or delete it) unless another writer
+        changed the registry since it was read; then read and change again, at most
+        ``WRITE_ATTEMPTS`` times. Applied here before returning the new revision (None:
+        there was nothing to delete).
+
+        Raises ``RegistryUnavailableError``, ``RegistryConflictError`` when the registry
+        kept changing, and whatever ``change`` raises.
+        """
+        registry = self.registry
+        for _ in range(WRITE_ATTEMPTS):
+            view = await registry.read()
+            config = await change(view)
+            try:
+                if config is None:
+                    revision = await registry.delete(name, expect_revision=view.revision)
+                else:
+                    revision = await registry.put(config, expect_revision=view.revision)
+            except RegistryConflictError:
+                continue  # another writer came in between: change its result instead
+            if revision is not None:
+                await self.refresh()
+            return revision
+        raise RegistryConflictError(f"the registry kept changing during {WRITE_ATTEMPTS} "
+                                    "attempts; retry")
 
     async def refresh(self) -> None:
         """Bring this replica up to the registry now; records (not raises) an outage."""
@@ -141,7 +177,7 @@ class RegistrySync:
     async def _watch(self) -> None:
         feed = self.registry.changes()
         try:
-            while True:
+            while not self._closing:  # the flag too: a cancel can be lost (common.tasks)
                 await feed.wait(self.poll_s)
                 try:
                     await self.refresh()

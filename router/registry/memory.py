@@ -36,8 +36,11 @@ class _Feed:
             self._loop.call_soon_threadsafe(self._event.set)
 
     async def wait(self, timeout_s: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that
+        # arrives as the event is set, and the watcher would never stop.
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
         self._event.clear()
 
     async def close(self) -> None:

@@ -7,7 +7,6 @@ probability back, and the decision is logged exactly like a routed one.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -15,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from common.json_input import FINITE, InvalidJSONError, parse_json
 
 from ..errors import RouterError, ValidationError, error_response
 from ..events import decision_event
@@ -49,8 +50,8 @@ def parse_decision_request(raw: bytes) -> DecisionRequest:
     if len(raw) > min(MAX_DECISION_BODY_BYTES, MAX_BODY_BYTES):
         raise ValidationError(f"body: {len(raw)} bytes exceeds {MAX_DECISION_BODY_BYTES}")
     try:
-        data = json.loads(raw or b"{}", parse_constant=_refuse_constant)
-    except ValueError as exc:
+        data = parse_json(raw or b"{}", FINITE)
+    except InvalidJSONError as exc:
         raise ValidationError(f"body: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValidationError("body: must be a JSON object")
@@ -58,10 +59,6 @@ def parse_decision_request(raw: bytes) -> DecisionRequest:
         return DecisionRequest.model_validate(data)
     except PydanticValidationError as exc:
         raise ValidationError(_problems(exc)) from None
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 async def decide(request: Request) -> Response:

@@ -40,7 +40,10 @@ class StoreStatus:
     spooled: int
     """Events waiting in the spool to be replayed."""
     detail: str
-    """One human line: what is happening and why."""
+    """One human line: what is happening and why (why appends are refused, when they are)."""
+    accepting: bool = True
+    """An append now would be recorded, in the store or the spool (False: the spool is
+    full or cannot be written, so appends get a 503)."""
 
 
 class DecisionStore(Protocol):

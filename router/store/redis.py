@@ -26,7 +26,8 @@ to the spool, in order, without waiting on a dead Redis. A recovery task PINGs e
 dedupe script, and only when the spool is empty (checked under the spool lock, so no
 event can slip in behind it) do appends go back to Redis: the stream keeps the order
 the events were acknowledged in. A spool left by a previous run is replayed on start.
-When the spool is full, ``append`` raises ``ServiceUnavailable`` and records nothing.
+When the spool is full, ``append`` raises ``ServiceUnavailable`` and records nothing,
+and ``status()`` says the store is not accepting until the replay has made room.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
@@ -46,6 +46,7 @@ from common.storage.backends import describe, redis_client
 from common.storage.group_commit import GroupCommit
 from common.storage.keys import DECISIONS_STREAM, decision_seen_key
 from common.storage.streams import read_after
+from common.tasks import stop_tasks
 from router.errors import ServiceUnavailable
 from router.store import _resp
 from router.store.base import DEDUPE_XADD, StoreStatus, encode_event, event_id_of
@@ -57,6 +58,7 @@ MAX_BATCH = 512
 PROBE_INTERVAL_S = 0.5
 CONNECT_TIMEOUT_S = 0.5
 OP_TIMEOUT_S = 1.0
+CLOSE_STEP_S = 3.0  # close() waits at most this long for the replay task to stop
 DEFAULT_SPOOL_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_STREAM_MAXLEN = 1_000_000
 # A seen-marker must outlive the outage after which its event may be replayed: an
@@ -98,6 +100,8 @@ class RedisStore:
         self._spooling = False
         self._reachable = False
         self._detail = "not started"
+        self._refused_bytes = 0  # the spool line that did not fit last time; 0: none refused
+        self._spool_failure: str | None = None  # the spool's last write error, if it failed
         self.flushes = 0
         """Round trips that wrote live events to Redis (one per batch)."""
         self.spool_writes = 0
@@ -133,9 +137,7 @@ class RedisStore:
         if not await self._batches.close():
             return
         if self._recovery is not None:
-            self._recovery.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._recovery
+            await stop_tasks({self._recovery}, CLOSE_STEP_S)
         await self._on_io(self._spool.close)
         self._io.shutdown(wait=True)
         if self._writer is not None:
@@ -152,9 +154,25 @@ class RedisStore:
         await entry[2]
 
     def status(self) -> StoreStatus:
-        """Redis's last known reachability, whether appends spool, and how many wait."""
+        """Redis's last known reachability, whether appends spool, how many wait, and
+        whether an append now would be recorded."""
+        refusal = self._refusal()
         return StoreStatus(reachable=self._reachable, spooling=self._spooling,
-                           spooled=self._spool.pending, detail=self._detail)
+                           spooled=self._spool.pending, detail=refusal or self._detail,
+                           accepting=refusal is None)
+
+    def _refusal(self) -> str | None:
+        """Why an append now would get a 503, or None when it would be recorded."""
+        if not self._spooling:
+            return None  # a failed write would go to the spool
+        if self._spool_failure is not None:
+            return f"decision log unavailable: {self._spool_failure}"
+        spool = self._spool
+        if self._refused_bytes and spool.max_bytes - spool.size < self._refused_bytes:
+            return (f"decision log unavailable: spool {spool.path} full ({spool.size} of "
+                    f"{spool.max_bytes} bytes) while {self._where} is unreachable or "
+                    "refuses writes")
+        return None
 
     async def read_decisions(
         self, count: int, after: str = "0"
@@ -230,9 +248,12 @@ class RedisStore:
         try:
             accepted = await self._on_io(self._spool.append, lines)
         except OSError as exc:
-            raise ServiceUnavailable(f"decision log unavailable: spool write failed: {exc}") \
+            self._spool_failure = f"spool write failed: {exc}"
+            raise ServiceUnavailable(f"decision log unavailable: {self._spool_failure}") \
                 from exc
+        self._spool_failure = None
         self.spool_writes += 1
+        self._refused_bytes = 0 if accepted == len(lines) else len(lines[accepted].encode()) + 1
         if accepted < len(lines):
             logger.error("decision spool %s is full (%d bytes)", self._spool.path,
                          self._spool.max_bytes)

@@ -65,3 +65,25 @@ def test_spec_error_carries_the_path() -> None:
 def test_bad_snapshots_are_refused(blob: bytes) -> None:
     with pytest.raises(SnapshotError):
         load_policy(blob)
+
+
+def test_every_problem_of_a_spec_is_named_the_first_as_before() -> None:
+    with pytest.raises(SpecError) as caught:
+        make_policy({"type": "epsilon_greedy", "floor": 0.9, "epsilon": 2.0, "typo": 1},
+                    ["A", "B", "C"])
+    assert caught.value.problems == [
+        ("policy.floor", "0.9 × 3 arms exceeds 1"),
+        ("policy.epsilon", "must be in [0, 1], got 2.0"),
+        ("policy.typo", "unknown key (known keys: decay, discount, epsilon, floor, type)"),
+    ]
+    assert (caught.value.path, caught.value.problem) == caught.value.problems[0]
+    assert str(caught.value) == ("policy.floor: 0.9 × 3 arms exceeds 1; policy.epsilon: must "
+                                 "be in [0, 1], got 2.0; policy.typo: unknown key (known keys: "
+                                 "decay, discount, epsilon, floor, type)")
+
+
+def test_a_single_problem_reads_as_documented() -> None:
+    with pytest.raises(SpecError) as caught:
+        make_policy({"type": "epsilon_greedy", "epsilon": 2.0}, ["A", "B"])
+    assert str(caught.value) == "policy.epsilon: must be in [0, 1], got 2.0"
+    assert caught.value.problems == [("policy.epsilon", "must be in [0, 1], got 2.0")]

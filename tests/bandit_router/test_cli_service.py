@@ -147,3 +147,83 @@ def test_serve_without_aws_settings_says_what_is_missing(
                             env=env, timeout=60, check=False)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+MANY_PROBLEMS = """\
+store: memory://
+decision_log: {stream_maxlen: 9223372036854775808}
+experiments:
+  - name: churn
+    endpoint: ep-a
+    variants: [{name: Variant1}, {name: Variant2}, {name: Variant3}]
+    policy: {type: epsilon_greedy, floor: 0.9, epsilon: 2.0, decay: -1, bogus: 1}
+    weights_push: {enabled: true, min_weight: 0.5}
+    colour: blue
+  - name: churn
+    endpoint: ep-b
+    variants: [{name: Variant1}]
+    policy: {type: thompson, prior: {alpha: 0, beta: 0}, samples: 1}
+  - name: other
+    endpoint: ep-b
+    variants: [{name: Variant1}]
+    policy: {type: static, weights: {Z: 1, Variant1: -1}}
+"""
+
+
+def test_check_config_names_every_problem_in_one_pass(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(MANY_PROBLEMS)
+    result = run("check-config", str(path))
+    assert result.returncode == 2, result.stdout
+    lines = result.stderr.strip().splitlines()
+    for expected in [
+        "decision_log.stream_maxlen: must be <= 9223372036854775807, got 9223372036854775808",
+        "experiments[0].colour: unknown key",
+        "experiments[0].policy.floor: 0.9 × 3 arms exceeds 1",
+        "experiments[0].policy.epsilon: must be in [0, 1], got 2.0",
+        "experiments[0].policy.decay: must be in [0, inf), got -1.0",
+        "experiments[0].weights_push.min_weight: 0.5 × 3 variants exceeds 1",
+        "experiments[1].name: duplicate name 'churn' (also experiments[0])",
+        "experiments[1].policy.prior.alpha: must be in (0, inf), got 0.0",
+        "experiments[1].policy.prior.beta: must be in (0, inf), got 0.0",
+        "experiments[1].policy.samples: must be in [100, 1000000], got 1",
+        "experiments[2].endpoint: duplicate endpoint 'ep-b' (also experiments[1])",
+        "experiments[2].policy.weights.Z: is not an arm (Variant1)",
+        "experiments[2].policy.weights.Variant1: must be in [0, inf), got -1.0",
+    ]:
+        assert expected in lines, (expected, lines)
+    assert any(line.startswith("experiments[0].policy.bogus: unknown key") for line in lines)
+    assert "Traceback" not in result.stderr
+
+
+SPOOL_UNDER_A_FILE = """\
+store: redis://127.0.0.1:{port}/0
+decision_log: {{spool_path: {spool}}}
+experiments:
+  - name: churn
+    endpoint: bandit-sim
+    backend: http
+    variants: [{{name: A, url: "http://127.0.0.1:9/a"}}]
+    policy: {{type: thompson}}
+"""
+
+
+@pytest.mark.parametrize("where", ["under a regular file", "a directory in its place"])
+def test_a_spool_path_that_cannot_be_used_is_refused_in_one_line(tmp_path: Path,
+                                                                 where: str) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file")
+    spool = blocker / "spool" / "decisions.jsonl"
+    if where == "a directory in its place":
+        spool = tmp_path / "taken"
+        spool.mkdir()
+    path = tmp_path / "router.yaml"
+    path.write_text(SPOOL_UNDER_A_FILE.format(port=free_port(), spool=spool))
+    checked = run("check-config", str(path))
+    assert checked.returncode == 2
+    [line] = checked.stderr.strip().splitlines()
+    assert line.startswith("decision_log.spool_path: "), line
+    served = run("serve", "--config", str(path), "--port", str(free_port()))
+    assert served.returncode == 2, served.stderr
+    [line] = served.stderr.strip().splitlines()
+    assert line.startswith(f"bandit-router: {path}: decision_log.spool_path: "), line

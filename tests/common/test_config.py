@@ -243,7 +243,12 @@ def test_duplicate_names_and_endpoints() -> None:
         experiment(endpoint="other"),
         experiment(name="third"),
     ]})
-    assert found == ["experiments[0].variants[2].name: duplicate variant 'A' (also variants[0])"]
+    # The bad variant of the first experiment does not hide its siblings' duplicates.
+    assert found == [
+        "experiments[0].variants[2].name: duplicate variant 'A' (also variants[0])",
+        "experiments[1].name: duplicate name 'churn' (also experiments[0])",
+        "experiments[2].endpoint: duplicate endpoint 'churn-endpoint' (also experiments[0])",
+    ]
     found = problems({"experiments": [
         experiment(), experiment(endpoint="other"), experiment(name="third")]})
     assert found == [

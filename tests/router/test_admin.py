@@ -158,7 +158,8 @@ def test_a_bad_policy_is_named_with_its_path(one: Replica) -> None:
     body = experiment(policy={"type": "thompson", "epsilon": 0.1, "prior": {"alpha": -1}})
     response = one.admin("PUT", "/v1/experiments/exp", json=body)
     assert response.status_code == 422
-    assert [p.split(":", 1)[0] for p in response.json()["problems"]] == ["policy.prior.alpha"]
+    assert [p.split(":", 1)[0] for p in response.json()["problems"]] == ["policy.prior.alpha",
+                                                                          "policy.epsilon"]
 
 
 @pytest.mark.parametrize(("raw", "message"), [(b"{", "body: not valid JSON"),

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from common.config import ExperimentConfig
+from common.config import ExperimentConfig, parse_settings
 from common.storage.keys import (
     DELETED_KEY,
     EXPERIMENTS_CHANNEL,
@@ -22,7 +22,10 @@ from common.storage.keys import (
     policy_key,
 )
 from router.errors import RegistryConflictError, RegistryUnavailableError
-from router.registry import MemoryRegistry, Registry, config_json, open_registry
+from router.registry import MemoryRegistry, Registry, RegistryView, config_json, open_registry
+from router.state import build_state
+from router.store import MemoryStore
+from router.sync import WRITE_ATTEMPTS, RegistrySync
 from tests._servers import free_port
 from tests._snapshots import publish_snapshot
 from tests.router._stack import experiment
@@ -211,3 +214,36 @@ def test_an_unreachable_redis_fails_fast_with_registry_unavailable() -> None:
 def test_open_registry_refuses_other_urls() -> None:
     with pytest.raises(ValueError, match="memory:// or redis://"):
         open_registry("postgres://db")
+
+
+def test_sync_edit_retries_a_write_another_writer_beat_and_gives_up_after_five() -> None:
+    variants = [{"name": "A", "url": "http://127.0.0.1:9/a"}]
+    wanted = config("new", endpoint="new-ep", backend="http", variants=variants)
+    settings = parse_settings({"experiments": [experiment(backend="http", variants=variants)]})
+
+    async def scenario(beaten: int) -> tuple[int, int | None, set[str]]:
+        registry = MemoryRegistry()
+        sync = RegistrySync(build_state(settings, MemoryStore()), registry)
+        await sync.start()
+        calls = 0
+
+        async def change(view: RegistryView) -> ExperimentConfig | None:
+            nonlocal calls
+            calls += 1
+            if calls <= beaten:  # another replica writes between this read and the write
+                await registry.put(config(f"other{calls}", endpoint=f"o{calls}",
+                                          backend="http", variants=variants))
+            return wanted
+
+        try:
+            revision: int | None = await sync.edit("new", change)
+        except RegistryConflictError:
+            revision = None
+        served = set(sync.state.routes)
+        await sync.close()
+        return calls, revision, served
+
+    calls, revision, served = asyncio.run(scenario(beaten=2))
+    assert calls == 3 and revision is not None and "new" in served  # applied before return
+    calls, revision, served = asyncio.run(scenario(beaten=WRITE_ATTEMPTS))
+    assert calls == WRITE_ATTEMPTS and revision is None and "new" not in served

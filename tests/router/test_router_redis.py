@@ -14,6 +14,7 @@ import redis
 from common.storage.keys import DECISIONS_STREAM
 from router.store import open_store
 from tests._redis_server import RedisServer
+from tests._servers import free_port
 from tests._wait import wait_for
 from tests.router._stack import SIM_ENDPOINT, Stack, experiment, router_stack, settings
 
@@ -91,3 +92,25 @@ def test_a_redis_outage_spools_and_replays_with_nothing_lost_or_doubled(tmp_path
     # Waves stay in order: the spooled ones are replayed before anything newer.
     order = [event_id.rsplit("-", 1)[0] for event_id in ids]
     assert order == sorted(order, key=["before", "during-1", "during-2", "after"].index)
+
+
+def test_readyz_is_503_while_the_spool_is_full_and_ready_again_once_replayed(
+        tmp_path: Path) -> None:
+    port = free_port()  # nothing listens here yet: Redis is down from the start
+    url = f"redis://127.0.0.1:{port}/0"
+    store = open_store(url, spool_path=tmp_path / "spool.jsonl", spool_max_bytes=4096)
+    with router_stack(settings(experiment(), store=url), store=store) as stack:
+        ready = httpx.get(f"{stack.router_url}/readyz")
+        assert ready.status_code == 200 and ready.json()["store"]["spooling"] is True
+        statuses = {status for status, _ in wave(stack, 40, "fill")}
+        assert statuses == {200, 503}  # the spool took some, then refused
+        ready = httpx.get(f"{stack.router_url}/readyz")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["status"] == "not ready"
+        assert body["store"]["accepting"] is False
+        assert "spool" in body["reason"] and "full" in body["reason"], body
+        with RedisServer(port=port):
+            wait_for(lambda: httpx.get(f"{stack.router_url}/readyz").status_code == 200, 15,
+                     message="not ready again within 15 s")
+            assert {status for status, _ in wave(stack, 5, "after")} == {200}

@@ -294,6 +294,7 @@ def test_a_full_spool_refuses_the_event_and_records_it_nowhere(tmp_path: Path) -
                 await store.append(_event(f"e{i}"))
                 accepted.append(f"e{i}")
         assert store.status().spooled == len(accepted)
+        assert not store.status().accepting and "full" in store.status().detail
         await store.close()
         return accepted, refused.value.message
 

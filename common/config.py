@@ -23,11 +23,11 @@ from pydantic import (
     ModelWrapValidatorHandler,
     StrictBool,
     StrictInt,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails
 from pydantic_core.core_schema import ErrorType
 
@@ -92,7 +92,7 @@ def _valid_push(data: Any) -> WeightsPushConfig | None:
     """The ``weights_push`` section as written, when it is valid on its own."""
     try:
         return WeightsPushConfig.model_validate(data.get("weights_push", {}))
-    except ValidationError:
+    except PydanticValidationError:
         return None
 
 
@@ -168,7 +168,7 @@ class ExperimentConfig(ConfigModel):
                 errors.append(error_line((i, "url"), "only applies when backend is http (SageMaker "
                                                      "routes by variant name)", variant.url))
         if errors:
-            raise ValidationError.from_exception_data("variants", errors)
+            raise PydanticValidationError.from_exception_data("variants", errors)
         return variants
 
     @model_validator(mode="wrap")
@@ -180,7 +180,7 @@ class ExperimentConfig(ConfigModel):
         # The same for the weights push, which needs the number of variants.
         try:
             experiment = handler(data)
-        except ValidationError as exc:
+        except PydanticValidationError as exc:
             details = exc.errors()
             names = _raw_names(data)
             extra: list[InitErrorDetails] = []
@@ -190,13 +190,13 @@ class ExperimentConfig(ConfigModel):
             if push is not None and not any(d["loc"][:1] == ("weights_push",) for d in details):
                 extra += _push_errors(push, len(names))
             if extra:
-                raise ValidationError.from_exception_data(
+                raise PydanticValidationError.from_exception_data(
                     exc.title, [*map(_reinit, details), *extra]) from None
             raise
         errors = _policy_errors(experiment.policy, experiment.arms, experiment.seed)
         errors += _push_errors(experiment.weights_push, len(experiment.variants))
         if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
+            raise PydanticValidationError.from_exception_data(cls.__name__, errors)
         return experiment
 
 
@@ -229,7 +229,7 @@ class Settings(ConfigModel):
             raise invalid("must list at least one experiment")
         errors = _duplicate_errors(experiments)
         if errors:
-            raise ValidationError.from_exception_data("experiments", errors)
+            raise PydanticValidationError.from_exception_data("experiments", errors)
         return experiments
 
     @model_validator(mode="wrap")
@@ -238,7 +238,7 @@ class Settings(ConfigModel):
         # An experiment with a bad key must not hide that another one repeats its name.
         try:
             return handler(data)
-        except ValidationError as exc:
+        except PydanticValidationError as exc:
             written = data.get("experiments") if isinstance(data, Mapping) else None
             if not isinstance(written, list | tuple):
                 raise
@@ -248,7 +248,7 @@ class Settings(ConfigModel):
                      if error.get("loc") not in found]
             if not extra:
                 raise
-            raise ValidationError.from_exception_data(
+            raise PydanticValidationError.from_exception_data(
                 exc.title, [*map(_reinit, details), *extra]) from None
 
 
@@ -256,7 +256,7 @@ def parse_settings(data: object) -> Settings:
     """Settings from a parsed document; ``ConfigError`` lists every bad key."""
     try:
         return Settings.model_validate(data)
-    except ValidationError as exc:
+    except PydanticValidationError as exc:
         raise ConfigError(problem_lines(exc)) from None
 
 

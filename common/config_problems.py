@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails
 
 
@@ -36,7 +36,7 @@ def dotted(loc: Iterable[int | str]) -> str:
     return path or "config"
 
 
-def problem_lines(error: ValidationError) -> list[str]:
+def problem_lines(error: PydanticValidationError) -> list[str]:
     """Every error of a pydantic validation as ``path: problem``, in document order."""
     return [f"{dotted(detail['loc'])}: {describe(detail)}" for detail in error.errors()]
 

@@ -21,9 +21,9 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    ValidationError,
     model_validator,
 )
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 MIB = 1 << 20
@@ -199,7 +199,7 @@ class ContextConfig(ConfigModel):
                     errors.append(error_line((key, i), f"duplicate feature name {name!r} "
                                                        f"(also {key}[{j}])", name))
         if errors:
-            raise ValidationError.from_exception_data(type(self).__name__, errors)
+            raise PydanticValidationError.from_exception_data(type(self).__name__, errors)
         return self
 
 
@@ -215,10 +215,10 @@ class RewardConfig(ConfigModel):
     @model_validator(mode="after")
     def _in_range(self) -> RewardConfig:
         if self.min >= self.max:
-            raise ValidationError.from_exception_data("RewardConfig", [error_line(
+            raise PydanticValidationError.from_exception_data("RewardConfig", [error_line(
                 ("max",), f"must be above min ({self.min:g}), got {self.max:g}", self.max)])
         if self.default is not None and not self.min <= self.default <= self.max:
-            raise ValidationError.from_exception_data("RewardConfig", [error_line(
+            raise PydanticValidationError.from_exception_data("RewardConfig", [error_line(
                 ("default",), f"must be in [{self.min:g}, {self.max:g}] or null, "
                               f"got {self.default:g}", self.default)])
         return self

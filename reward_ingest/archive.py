@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from .dsjson import to_dsjson
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ALL = "all"
 CONTENT_TYPE = "application/x-ndjson"
@@ -159,7 +159,7 @@ class _S3Sink:
                 return False
             if code == "NotImplemented" and self._conditional:
                 # An S3 look-alike without conditional writes: plain puts from now on.
-                log.warning("archive: %s refuses If-None-Match; writing unconditionally",
+                logger.warning("archive: %s refuses If-None-Match; writing unconditionally",
                             self.bucket)
                 self._conditional = False
                 return self.put(name, data)
@@ -231,7 +231,7 @@ class Archiver:
         try:
             await self._write_pending()
         except Exception:  # kept queued; the next call retries
-            log.exception("archive: writing to %s failed; will retry", self.path)
+            logger.exception("archive: writing to %s failed; will retry", self.path)
         return len(encoded)
 
     def next_due(self) -> float | None:
@@ -268,7 +268,7 @@ class Archiver:
                 encoded.append((self._stream(event), (to_dsjson(event) + "\n").encode()))
             except ValueError as exc:
                 self._skipped += 1
-                log.warning("archive: skipped a malformed joined event: %s", exc)
+                logger.warning("archive: skipped a malformed joined event: %s", exc)
         return encoded
 
     def _stream(self, event: Mapping[str, Any]) -> str:

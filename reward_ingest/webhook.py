@@ -64,7 +64,7 @@ from reward_ingest.signing import DEFAULT_TOLERANCE_S, SIGNATURE_HEADER, TIMESTA
 
 __all__ = ["IngestMetrics", "RewardWebhook", "create_webhook_app", "mount_rewards"]
 
-log = logging.getLogger("bandit_router.rewards")
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH = 1000
@@ -122,7 +122,7 @@ class RewardWebhook:
         self._max_body_bytes = max_body_bytes
         self._max_batch = max_batch
         if not self._secrets:
-            log.warning("event=webhook_unsigned BANDIT_ROUTER_WEBHOOK_SECRET is not set: "
+            logger.warning("event=webhook_unsigned BANDIT_ROUTER_WEBHOOK_SECRET is not set: "
                         "POST /v1/rewards accepts unsigned rewards from anyone who can reach it")
 
     async def endpoint(self, request: Request) -> Response:
@@ -133,7 +133,7 @@ class RewardWebhook:
             self.metrics.rewards["rejected"].inc(refused.rejected)
             self.metrics.requests[str(refused.status)].inc()
             level = logging.WARNING if refused.status in (401, 503) else logging.INFO
-            log.log(level, "event=reward_refused status=%d error=%s client=%s reason=%r",
+            logger.log(level, "event=reward_refused status=%d error=%s client=%s reason=%r",
                     refused.status, refused.code, _client(request), refused.message[:300])
             return refused.response()
         self.metrics.rewards["accepted"].inc(accepted)
@@ -201,7 +201,7 @@ def create_webhook_app(settings: Settings, store: RewardStore, secrets: Secrets,
         return Response(body, media_type=content_type)
 
     async def internal(request: Request, exc: Exception) -> Response:
-        log.exception("event=webhook_error path=%s", request.url.path, exc_info=exc)
+        logger.exception("event=webhook_error path=%s", request.url.path, exc_info=exc)
         return ApiError(500, "internal", "internal error; see the log").response()
 
     app = Starlette(lifespan=lifespan, exception_handlers={Exception: internal})

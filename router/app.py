@@ -23,7 +23,7 @@ from .stats_source import RedisStatsSource, StatsSource, open_stats_source
 from .store import DecisionStore, open_store
 from .sync import POLL_S, RegistrySync
 
-log = logging.getLogger("bandit_router.app")
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -96,7 +96,7 @@ def create_app(
 
 async def _internal_failure(request: Request, exc: Exception) -> Response:
     # A bug, not bad input: logged with its traceback, answered in SageMaker's shape.
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(InternalFailure("internal failure; see the router's log"))
 
 

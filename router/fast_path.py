@@ -23,7 +23,7 @@ from .routes.invocations import serve_invocation
 from .state import RouterState
 from .validation import MAX_BODY_BYTES
 
-log = logging.getLogger("bandit_router.invocations")
+logger = logging.getLogger(__name__)
 
 PREFIX = "/endpoints/"
 SUFFIX = "/invocations"
@@ -85,7 +85,7 @@ async def serve_fast(state: RouterState, endpoint_name: str, scope: Scope, recei
     except Exception:
         # A bug, not bad input: logged with its traceback, answered in SageMaker's shape
         # (what the app's catch-all handler does for every other route).
-        log.exception("unhandled error on POST %s", scope["path"])
+        logger.exception("unhandled error on POST %s", scope["path"])
         response = error_response(InternalFailure("internal failure; see the router's log"))
     await response(scope, receive, send)
 

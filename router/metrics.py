@@ -30,7 +30,7 @@ class RouterMetrics:
         self.invocations = Counter(
             "bandit_router_invocations_total", "Variant invocations by outcome",
             ("experiment", "variant", "outcome"), registry=r)
-        self.invocation_seconds = Histogram(
+        self.variant_seconds = Histogram(
             "bandit_router_invocation_seconds", "Time the variant took to answer",
             ("experiment", "variant"), buckets=LATENCY_BUCKETS, registry=r)
         self.request_seconds = Histogram(
@@ -55,8 +55,8 @@ class RouterMetrics:
             "bandit_router_decision_log_spooled_events", "Decisions waiting in the spool",
             registry=r)
         # Children of the per-request route histograms, looked up once.
-        self.invocations_seconds = self.request_seconds.labels("invocations")
-        self.decisions_seconds = self.request_seconds.labels("decisions")
+        self.invocations_route_seconds = self.request_seconds.labels("invocations")
+        self.decisions_route_seconds = self.request_seconds.labels("decisions")
         self._decision_children: dict[tuple[str, str, bool], Counter] = {}
         self._invocation_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
@@ -75,7 +75,7 @@ class RouterMetrics:
         pair = self._invocation_children.get(key)
         if pair is None:
             pair = (self.invocations.labels(experiment, variant, outcome),
-                    self.invocation_seconds.labels(experiment, variant))
+                    self.variant_seconds.labels(experiment, variant))
             self._invocation_children[key] = pair
         pair[0].inc()
         pair[1].observe(seconds)

@@ -29,7 +29,7 @@ from .guardrails import VariantHealth
 from .state import Route, RouterState
 from .stats_source import StatsSource
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 Z95 = 1.959963984540054
 REWARDS_FROM = ("from the reward learner (reward_ingest): rewards it learned for the variant "
@@ -115,7 +115,7 @@ async def read_reward_figures(source: StatsSource | None, experiment: str) -> Re
         totals = parse_totals(await source.read_totals(experiment))
         push = last_push(await source.read_pushes(experiment))
     except (RedisError, OSError) as exc:
-        log.warning("stats of %s: the learner's figures are unavailable: %s", experiment, exc)
+        logger.warning("stats of %s: the learner's figures are unavailable: %s", experiment, exc)
         return RewardFigures("unavailable", {})
     return RewardFigures("learner", totals, push)
 

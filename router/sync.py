@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import ValidationError as ConfigInvalid
+from pydantic import ValidationError as PydanticValidationError
 
 from bandit import BanditError, load_policy
 from common.config import ExperimentConfig
@@ -47,7 +47,7 @@ from .state import (
     default_backend_factory,
 )
 
-log = logging.getLogger("bandit_router.sync")
+logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
 RETIRE_AFTER_S = 5.0  # a replaced backend may still be serving requests in flight
@@ -95,7 +95,7 @@ class RegistrySync:
             await stop_tasks({self._task}, CLOSE_STEP_S)
         await stop_tasks(self._retiring, CLOSE_STEP_S)
         if not await run_bounded(self.registry.close(), CLOSE_STEP_S):
-            log.warning("closing the registry took over %g s; left behind", CLOSE_STEP_S)
+            logger.warning("closing the registry took over %g s; left behind", CLOSE_STEP_S)
 
     def status(self) -> dict[str, Any]:
         """For ``/readyz``: where, whether it answers, what this replica serves."""
@@ -138,12 +138,12 @@ class RegistrySync:
                 await self._refresh()
             except RegistryUnavailableError as exc:
                 if self.reachable or self.detail == "not started":
-                    log.warning("registry unreachable, serving what we have: %s", exc)
+                    logger.warning("registry unreachable, serving what we have: %s", exc)
                 self.reachable, self.detail = False, str(exc)
-            except ConfigInvalid as exc:
+            except PydanticValidationError as exc:
                 # Only a hand-edited registry gets here: the admin API validates first.
                 self.reachable, self.detail = True, f"registry holds an invalid config: {exc}"
-                log.error("%s", self.detail)
+                logger.error("%s", self.detail)
             else:
                 self.reachable, self.detail = True, "ok"
 
@@ -153,12 +153,12 @@ class RegistrySync:
             added = await registry.seed(state.settings.experiments)
             self._seeded = True
             if added:
-                log.info("seeded the registry with %d experiment(s) from the config", added)
+                logger.info("seeded the registry with %d experiment(s) from the config", added)
         revision, versions = await registry.poll(list(state.routes))
         if revision < self.revision:
             # The counter went back: the store lost its data (a Redis restarted empty).
             # Rather than drop every experiment, put back what this replica serves.
-            log.warning("registry revision went back from %d to %d (data lost?): re-seeding "
+            logger.warning("registry revision went back from %d to %d (data lost?): re-seeding "
                         "it with the %d experiment(s) served here", self.revision, revision,
                         len(state.routes))
             await registry.seed([route.config for route in state.routes.values()])
@@ -183,7 +183,7 @@ class RegistrySync:
                     await self.refresh()
                 except Exception:
                     # A bug must not stop this replica following the registry for good.
-                    log.exception("registry refresh failed; retrying at the next poll")
+                    logger.exception("registry refresh failed; retrying at the next poll")
         finally:
             await feed.close()
 
@@ -201,10 +201,10 @@ class RegistrySync:
                 self.problems.pop(name, None)
             except (BanditError, ValueError) as exc:
                 self.problems[name] = f"{type(exc).__name__}: {exc}"
-                log.error("cannot apply experiment %s: %s", name, self.problems[name])
+                logger.error("cannot apply experiment %s: %s", name, self.problems[name])
         self._reindex()
         self.revision = view.revision
-        log.info("registry revision %d applied: %s", view.revision, ", ".join(sorted(routes)))
+        logger.info("registry revision %d applied: %s", view.revision, ", ".join(sorted(routes)))
 
     async def _add(self, config: ExperimentConfig) -> None:
         taken = {route.config.endpoint: name for name, route in self.state.routes.items()}
@@ -271,11 +271,11 @@ class RegistrySync:
         try:
             policy = load_policy(snapshot.blob)
         except BanditError as exc:
-            log.error("snapshot %d of %s refused: %s", snapshot.version, name, exc)
+            logger.error("snapshot %d of %s refused: %s", snapshot.version, name, exc)
             return
         wanted = route.config.policy.get("type")
         if policy.type_name != wanted:
-            log.warning("snapshot %d of %s is a %s policy, the config says %s: ignored",
+            logger.warning("snapshot %d of %s is a %s policy, the config says %s: ignored",
                         snapshot.version, name, policy.type_name, wanted)
             return
         experiment: Experiment = route.experiment
@@ -285,11 +285,11 @@ class RegistrySync:
             experiment.set_variants(route.config.arms)
         except BanditError as exc:
             experiment.install(serving)  # never serve a variant the registry removed
-            log.error("snapshot %d of %s cannot take the variants %s: %s", snapshot.version,
+            logger.error("snapshot %d of %s cannot take the variants %s: %s", snapshot.version,
                       name, ", ".join(route.config.arms), exc)
             return
         self.state.metrics.policy_version.labels(name).set(experiment.policy.version)
-        log.info("serving snapshot %d of %s (policy version %d)", snapshot.version, name,
+        logger.info("serving snapshot %d of %s (policy version %d)", snapshot.version, name,
                  experiment.policy.version)
 
     def _factory(self) -> BackendFactory:

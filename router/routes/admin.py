@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import ValidationError
+from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -106,7 +106,7 @@ async def add_variant(name: str, data: JsonObjectDep, sync: SyncDep) -> Response
     Answers the experiment's new config."""
     try:
         variant = VariantConfig.model_validate(data)
-    except ValidationError as exc:
+    except PydanticValidationError as exc:
         raise _invalid(problem_lines(exc)) from None
     updated: ExperimentConfig | None = None
 
@@ -246,7 +246,7 @@ def _validate(data: dict[str, Any], problems: list[str]) -> ExperimentConfig:
     """``data`` as a config; 422 listing every bad key path (and ``problems`` found before)."""
     try:
         config = ExperimentConfig.model_validate(data)
-    except ValidationError as exc:
+    except PydanticValidationError as exc:
         raise _invalid([*problems, *problem_lines(exc)]) from None
     if problems:
         raise _invalid(problems)

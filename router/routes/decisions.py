@@ -80,7 +80,7 @@ async def decide(request: Request) -> Response:
         state.metrics.rejected.labels("decisions", error.code).inc()
         return error_response(error)
     state.metrics.decided(route.config.name, decision.variant, False)
-    state.metrics.decisions_seconds.observe(time.perf_counter() - started)
+    state.metrics.decisions_route_seconds.observe(time.perf_counter() - started)
     return JSONResponse({
         "event_id": decision.event_id,
         "variant": decision.variant,

@@ -32,7 +32,7 @@ from ..experiments import Decision
 from ..state import Route, RouterState
 from ..validation import check_ascii_header, check_body_size, check_inference_id, check_name
 
-log = logging.getLogger("bandit_router.invocations")
+logger = logging.getLogger(__name__)
 
 MAX_UNIT_ID_LENGTH = 256
 
@@ -71,7 +71,7 @@ async def serve_invocation(state: RouterState, endpoint_name: str, headers: Mapp
         state.metrics.rejected.labels("invocations", error.code).inc()
         return error_response(error)
     response = await _invoke_and_log(state, route, decision, invoke, context)
-    state.metrics.invocations_seconds.observe(time.perf_counter() - started)
+    state.metrics.invocations_route_seconds.observe(time.perf_counter() - started)
     return response
 
 
@@ -125,7 +125,7 @@ async def _invoke_and_log(
     except RouterError as error:
         failure = error
     except Exception:
-        log.exception("backend failed for %s/%s", route.config.name, decision.variant)
+        logger.exception("backend failed for %s/%s", route.config.name, decision.variant)
         failure = InternalFailure("the router failed to invoke the variant")
     latency = time.perf_counter() - started
     outcome = outcome_of(failure)
@@ -167,6 +167,6 @@ async def _account(state: RouterState, route: Route, decision: Decision, outcome
                                                state.clock())
         if trip is not None:
             state.metrics.trips.labels(name, trip.variant).inc()
-            log.warning("guardrail tripped for %s/%s: %s", name, trip.variant, trip.reason)
+            logger.warning("guardrail tripped for %s/%s: %s", name, trip.variant, trip.reason)
     state.metrics.decided(name, decision.variant, decision.targeted)
     state.metrics.invoked(name, decision.variant, outcome, latency)

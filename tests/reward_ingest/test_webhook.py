@@ -156,7 +156,7 @@ def test_re_signed_retries_are_duplicates_with_or_without_reward_id(hook: Hook) 
 
 def test_unsigned_mode_accepts_without_headers_and_warns_once(
         caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="bandit_router.rewards"), \
+    with caplog.at_level(logging.WARNING, logger="reward_ingest.webhook"), \
             serve(secrets=()) as hook:
         assert hook.post({"event_id": "e1", "reward": 1}).json() \
             == {"accepted": 1, "duplicates": 0}

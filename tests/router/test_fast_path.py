@@ -112,7 +112,7 @@ def test_other_methods_and_paths_still_reach_fastapi(stack: Stack) -> None:
 def test_a_bug_is_a_logged_internal_failure_not_a_dropped_connection(
         caplog: pytest.LogCaptureFixture) -> None:
     with (router_stack(settings(experiment()), store=BrokenStore()) as broken,
-          caplog.at_level(logging.ERROR, logger="bandit_router.invocations")):
+          caplog.at_level(logging.ERROR, logger="router.fast_path")):
         response = httpx.post(url(broken), content=BODY,
                               headers={"Content-Type": "application/json"})
     assert response.status_code == 500

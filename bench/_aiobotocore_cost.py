@@ -43,7 +43,7 @@ AIOBOTOCORE = "(e) aiobotocore invoke_endpoint"
 def _simulate(project_python: str) -> Callable[[int], list[str]]:
     """The project's simulator (the ``bandit-router simulate`` CLI), as
     ``_backend_cost.py`` serves it: endpoint ``bench``, Variant1 a logistic model."""
-    return lambda port: [project_python, "-m", "bandit_router", "simulate", "--port",
+    return lambda port: [project_python, "-m", "cli", "simulate", "--port",
                          str(port), "--variants", "Variant1=logistic", "--endpoint", ENDPOINT]
 
 
@@ -92,7 +92,7 @@ def run_header(n: int, argv: Sequence[str], project_python: str) -> str:
             f"date: {when}  \n"
             f"machine: {platform.machine()}, {os.cpu_count() or 1} CPUs, Python "
             f"{sys.version.split()[0]}, {versions}  \n"
-            f"simulator: `{project_python} -m bandit_router simulate`")
+            f"simulator: `{project_python} -m cli simulate`")
 
 
 def main(argv: list[str]) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from bandit_router.local_servers import free_port
+from cli.local_servers import free_port
 
 __all__ = ["BIN", "BenchError", "Fleet", "Server", "find_tool", "free_port", "get_json",
            "http_ok", "redis_command", "require_tools", "start_redis", "start_serve",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bandit_router.local_servers import REAL_REDIS_PORT, free_port
-from bandit_router.local_servers import serve_in_thread as run_asgi
+from cli.local_servers import REAL_REDIS_PORT, free_port
+from cli.local_servers import serve_in_thread as run_asgi
 
 __all__ = ["REAL_REDIS_PORT", "free_port", "run_asgi"]

@@ -14,7 +14,7 @@ import pytest
 from common.storage import keys
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("bandit", "bandit_router", "common", "reward_ingest", "router", "simulator")
+PRODUCT = ("bandit", "cli", "common", "reward_ingest", "router", "simulator")
 NAMES = {name: value for name, value in vars(keys).items()
          if name.isupper() and isinstance(value, str)}
 

@@ -28,7 +28,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bandit_router.local_servers import moto_server as moto_server  # re-exported for the tests
+from cli.local_servers import moto_server as moto_server  # re-exported for the tests
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient

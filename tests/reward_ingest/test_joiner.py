@@ -11,7 +11,6 @@ import contextlib
 import functools
 import json
 import random
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -372,26 +371,6 @@ def test_a_joiner_without_the_lease_writes_nothing(redis_url: str) -> None:
         await h.close()
 
     asyncio.run(run())
-
-
-def test_joiner_throughput_on_redis(redis_url: str) -> None:
-    """Events (decisions + rewards) per second through the Redis joiner; printed."""
-    data = fixed_input(5, n=5000)
-
-    async def run() -> float:
-        h = RedisHarness(redis_url, rules=_rules_of_fixed())
-        await h.start()
-        await h.feed(data.decisions, data.rewards)
-        started = time.perf_counter()
-        while await h.step(T):
-            pass
-        elapsed = time.perf_counter() - started
-        await h.close()
-        return (len(data.decisions) + len(data.rewards)) / elapsed
-
-    rate = asyncio.run(run())
-    print(f"\njoiner on redis: {rate:,.0f} inputs/s")
-    assert rate > 2000
 
 
 def test_the_in_process_joined_log_is_trimmed_like_the_stream() -> None:

@@ -336,37 +336,3 @@ def test_checkpoint_publishes_the_snapshot(redis_url: str) -> None:
         await client.aclose()
 
     asyncio.run(run())
-
-
-@pytest.mark.parametrize("spec", [{"type": "thompson"}, {"type": "online_cover"}])
-def test_learner_throughput(redis_url: str, spec: dict[str, Any]) -> None:
-    """Joined events/s through the Redis learner (20 features, 4 arms); printed."""
-    rng = random.Random(0)
-    arms = ("A", "B", "C", "D")
-    n = 20_000 if spec["type"] == "thompson" else 5000
-
-    async def run() -> float:
-        client = aioredis.Redis.from_url(redis_url)
-        pipe = client.pipeline(transaction=False)
-        for i in range(n):
-            event = decision(f"e{i}", "perf", T0, variant=rng.choice(arms), probability=0.25,
-                             context={f"f{j}": rng.random() for j in range(20)})
-            event["variants"] = list(arms)
-            pipe.xadd(JOINED_STREAM, JoinedEvent(json.dumps(event), float(rng.random() < 0.3),
-                                                 False, 1, T0).fields())
-        await pipe.execute()
-        learner = RedisLearner(client, LearnerSettings("perf", spec, arms))
-        assert await learner.lease.try_acquire()
-        async with learner.lease.keep():  # renewed as the service does: runs may take > TTL
-            await learner.restore()
-            started = time.perf_counter()
-            while await learner.step():
-                pass
-            elapsed = time.perf_counter() - started
-        assert learner.counters.learned == n
-        await client.aclose()
-        return n / elapsed
-
-    rate = asyncio.run(run())
-    print(f"\nlearner {spec['type']}: {rate:,.0f} joined events/s")
-    assert rate > 1000

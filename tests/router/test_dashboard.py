@@ -29,7 +29,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from bandit_router.embedded import embedded_app, ingest_service
+from cli.embedded import embedded_app, ingest_service
 from common.config import Settings, parse_settings
 from reward_ingest.signing import sign
 from tests._servers import run_asgi

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bandit_router.embedded import embedded_app
+from cli.embedded import embedded_app
 from common.config import Settings, parse_settings
 from reward_ingest.signing import sign
 from tests._servers import run_asgi

@@ -18,8 +18,8 @@ import pytest
 import vowpalwabbit
 
 from bandit import load_policy
-from bandit_router.embedded import embedded_app
-from bandit_router.ingest import ingest_app
+from cli.embedded import embedded_app
+from cli.ingest import ingest_app
 from common.config import Settings, parse_settings
 from reward_ingest.signing import sign
 from router.app import create_app

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bandit_router.demo import BERNOULLI_MEANS
+from cli.offline_demo import BERNOULLI_MEANS
 
 SCRIPT = Path(sys.executable).with_name("bandit-router")
 # A fixed width: rich sizes its tables from COLUMNS when stdout is not a terminal.

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from .demo import Demo, available_policies, scenarios
-from .demo_view import play, summary_table
+from .offline_demo import Demo, available_policies, scenarios
+from .offline_demo_view import play, summary_table
 
 if TYPE_CHECKING:
     from .live_demo import LiveOptions

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_router.demo import Demo, available_policies
+from cli.offline_demo import Demo, available_policies
 
 
 def test_lanes_advance_level_and_share_contexts_and_draws() -> None:
@@ -55,7 +55,7 @@ def test_unknown_names_are_refused(kwargs: dict[str, list[str]], message: str) -
 def test_live_state_shares_and_rewards() -> None:
     from collections import deque
 
-    from bandit_router.live_demo import LiveOptions, LiveState, VariantView
+    from cli.live_demo import LiveOptions, LiveState, VariantView
 
     state = LiveState(LiveOptions(), {"A": VariantView("A", "logistic", 0.7),
                                       "B": VariantView("B", "forest", 0.9)})
@@ -68,7 +68,7 @@ def test_live_state_shares_and_rewards() -> None:
 def test_aws_environment_is_the_demos_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from bandit_router.live_demo import aws_environment
+    from cli.live_demo import aws_environment
 
     monkeypatch.setenv("AWS_PROFILE", "somebody")
     monkeypatch.delenv("AWS_ENDPOINT_URL_SAGEMAKER", raising=False)
@@ -81,7 +81,7 @@ def test_aws_environment_is_the_demos_only(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_the_demo_config_is_valid() -> None:
-    from bandit_router.live_demo import settings
+    from cli.live_demo import settings
 
     experiment = settings(push=True, push_interval_s=5.0, seed=0).experiments[0]
     assert experiment.weights_push.enabled and experiment.weights_push.interval_s == 5.0
@@ -94,8 +94,8 @@ def test_without_moto_the_demo_runs_and_says_so(monkeypatch: pytest.MonkeyPatch)
 
     from rich.console import Console
 
-    from bandit_router import live_demo
-    from bandit_router.live_demo_view import play_live, summary_lines
+    from cli import live_demo
+    from cli.live_demo_view import play_live, summary_lines
 
     monkeypatch.setattr(live_demo, "moto_available", lambda: False)
     demo = live_demo.LiveDemo(live_demo.LiveOptions(requests=120, rate=0, duration_s=30))

@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from bandit_router.embedded import embedded_app
+from cli.embedded import embedded_app
 from common.config import Secrets, Settings, parse_settings
 from reward_ingest.rewards import MemoryRewardStore
 from reward_ingest.webhook import create_webhook_app

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from bandit_router.ingest import ingest_app
+from cli.ingest import ingest_app
 from common.config import parse_settings
 from common.storage.keys import DECISIONS_STREAM
 from reward_ingest.signing import sign

@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .demo import Demo, Lane, Scenario
+from .offline_demo import Demo, Lane, Scenario
 
 # Steps per lane between looks at the clock: a round of 10 lanes took ~50 ms
 # (48 µs per lane-step on the default demo), short beside a 250 ms frame.

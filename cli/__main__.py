@@ -1,0 +1,5 @@
+"""``python -m cli``: the same as the ``bandit-router`` command."""
+
+from .main import main
+
+main()

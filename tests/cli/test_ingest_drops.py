@@ -21,6 +21,7 @@ from common.storage.keys import DECISIONS_STREAM
 from reward_ingest.signing import sign
 from tests._redis_server import RedisServer
 from tests._servers import run_asgi
+from tests._wait import wait_for
 from tests.reward_ingest._pipeline import decision
 
 SECRET = "drops-test-secret"  # noqa: S105 - a test's own webhook secret
@@ -45,10 +46,8 @@ def test_a_reward_out_of_its_decisions_range_is_counted_on_metrics(
             answer = httpx.post(f"{url}/v1/rewards", content=body, headers={
                 "Content-Type": "application/json", **sign(SECRET, body, int(time.time()))})
             assert answer.status_code == 202, answer.text
-            deadline = time.monotonic() + 10
-            while DROPPED not in (metrics := httpx.get(f"{url}/metrics").text):
-                assert time.monotonic() < deadline, metrics
-                time.sleep(0.05)
+            wait_for(lambda: DROPPED in httpx.get(f"{url}/metrics").text, 10, interval=0.05,
+                     message=lambda: httpx.get(f"{url}/metrics").text)
     logged = [r for r in caplog.records if "event=rewards_dropped" in r.getMessage()]
     assert [(r.levelno, r.getMessage()) for r in logged] == [
         (logging.WARNING, "event=rewards_dropped experiment=churn reason=out_of_range "

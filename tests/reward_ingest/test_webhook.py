@@ -32,6 +32,7 @@ from reward_ingest.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from reward_ingest.webhook import MAX_BODY_BYTES, create_webhook_app
 from tests._redis_server import RedisServer
 from tests._servers import free_port, run_asgi
+from tests._wait import wait_for
 from tests.reward_ingest._pipeline import decision
 
 SECRET = "whsec_test"  # noqa: S105 - a test secret
@@ -447,10 +448,9 @@ def test_a_503_whose_write_landed_is_recognised_on_the_re_signed_retry() -> None
                 thaw.join()
                 os.kill(server.pid, signal.SIGCONT)
             assert "retry later" in error(response, 503, "unavailable")
-            deadline = time.monotonic() + 5
-            while client.xlen(REWARDS_STREAM) < 2:  # the frozen write lands on SIGCONT
-                assert time.monotonic() < deadline, "the frozen write never landed"
-                time.sleep(0.01)
+            # The frozen write lands on SIGCONT.
+            wait_for(lambda: client.xlen(REWARDS_STREAM) >= 2, 5,
+                     message="the frozen write never landed")
             retry = hook.post(body, timestamp=now)
         assert retry.status_code == 202, retry.text
         client.xadd(DECISIONS_STREAM, {"event": json.dumps(decision("e1", "revenue", now))})

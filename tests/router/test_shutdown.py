@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from router.store import MemoryStore
 from router.sync import RegistrySync
 from tests._redis_server import RedisServer
 from tests._servers import free_port
+from tests._wait import wait_for, wait_for_async
 from tests.router._stack import experiment
 
 CLOSE_BOUND_S = 5.0
@@ -40,8 +42,10 @@ class _WaitForFeed:
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
+        self.waiting = False
 
     async def wait(self, timeout_s: float) -> None:
+        self.waiting = True
         with suppress(TimeoutError):
             await asyncio.wait_for(self.event.wait(), timeout_s)
         self.event.clear()
@@ -69,7 +73,7 @@ def test_sync_close_ends_even_when_a_cancel_is_lost() -> None:
         registry = _WaitForRegistry()
         sync = RegistrySync(build_state(settings, MemoryStore()), registry, poll_s=30.0)
         await sync.start()
-        await asyncio.sleep(0.01)  # the watcher waits for a notice now
+        await wait_for_async(lambda: registry.feed.waiting)  # the watcher waits for a notice
         registry.feed.event.set()
         for _ in range(ticks):
             await asyncio.sleep(0)
@@ -139,10 +143,8 @@ def broken(state: str, server: RedisServer) -> Iterator[None]:
             else:
                 client.config_set("busy-reply-threshold", 50)
                 threading.Thread(target=_spin, args=(server.port,), daemon=True).start()
-                deadline = time.monotonic() + 5
-                while "BUSY" not in _ping(server.port):
-                    assert time.monotonic() < deadline, "the script did not start"
-                    time.sleep(0.02)
+                wait_for(lambda: "BUSY" in _ping(server.port), 5,
+                         message="the script did not start")
     try:
         yield
     finally:
@@ -184,10 +186,9 @@ def test_the_router_shuts_down_within_a_bound_whatever_state_redis_is_in(
                                       daemon=True)
             thread.start()
             try:
-                deadline = time.monotonic() + 30
-                while not uvicorn_server.started:
-                    assert thread.is_alive() and time.monotonic() < deadline, "no start"
-                    time.sleep(0.01)
+                wait_for(functools.partial(_started_or_ended, uvicorn_server, thread), 30,
+                         message="no start")
+                assert uvicorn_server.started, "the server thread ended before it started"
                 with broken(state, server):
                     _traffic(url)
                     uvicorn_server.should_exit = True  # what uvicorn's SIGTERM handler does
@@ -246,14 +247,18 @@ def test_serve_exits_on_sigterm_with_redis_refusing_writes(tmp_path: Path) -> No
             assert "Traceback" not in log.read_text(), (state, log.read_text())
 
 
+def _started_or_ended(server: uvicorn.Server, thread: threading.Thread) -> bool:
+    return server.started or not thread.is_alive()
+
+
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    def ready() -> bool:
+        assert process.poll() is None, log.read_text()
         with suppress(httpx.TransportError):
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        return False
+
+    wait_for(ready, 60, interval=0.05, message=log.read_text)
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import boto3
 import httpx
 import pytest
 
+from common.check_config import check_config
 from tests._servers import free_port
 from tests._wait import wait_for
 
@@ -208,22 +210,34 @@ experiments:
 """
 
 
-@pytest.mark.parametrize("where", ["under a regular file", "a directory in its place"])
-def test_a_spool_path_that_cannot_be_used_is_refused_in_one_line(tmp_path: Path,
-                                                                 where: str) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file")
-    spool = blocker / "spool" / "decisions.jsonl"
-    if where == "a directory in its place":
-        spool = tmp_path / "taken"
-        spool.mkdir()
+def _unusable_spool(tmp_path: Path, where: str) -> Path:
+    """A router config whose spool path cannot be used, for the reason ``where``."""
+    spool = tmp_path / "taken"
+    spool.mkdir()  # a directory in its place
+    if where == "under a regular file":
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("a file")
+        spool = blocker / "spool" / "decisions.jsonl"
     path = tmp_path / "router.yaml"
     path.write_text(SPOOL_UNDER_A_FILE.format(port=free_port(), spool=spool))
-    checked = run("check-config", str(path))
-    assert checked.returncode == 2
-    [line] = checked.stderr.strip().splitlines()
+    return path
+
+
+@pytest.mark.parametrize("where", ["under a regular file", "a directory in its place"])
+def test_check_config_names_a_spool_path_that_cannot_be_used(tmp_path: Path,
+                                                             where: str) -> None:
+    path = _unusable_spool(tmp_path, where)
+    out, err = io.StringIO(), io.StringIO()
+    assert check_config(path, out=out, err=err) == 2
+    [line] = err.getvalue().strip().splitlines()
     assert line.startswith("decision_log.spool_path: "), line
+
+
+def test_serve_refuses_a_spool_path_that_cannot_be_used_in_one_line(tmp_path: Path) -> None:
+    path = _unusable_spool(tmp_path, "under a regular file")
     served = run("serve", "--config", str(path), "--port", str(free_port()))
     assert served.returncode == 2, served.stderr
     [line] = served.stderr.strip().splitlines()
-    assert line.startswith(f"bandit-router: {path}: decision_log.spool_path: "), line
+    assert line == (f"bandit-router: {path}: decision_log.spool_path: cannot create directory "
+                    f"'{tmp_path}/not-a-directory/spool': '{tmp_path}/not-a-directory' is not "
+                    "a directory"), line

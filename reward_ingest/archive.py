@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from .dsjson import to_dsjson
+from bandit.dsjson import to_dsjson
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import boto3
 import pytest
 import vowpalwabbit
 
+from bandit.dsjson import from_dsjson, to_dsjson
 from reward_ingest.archive import Archiver
-from reward_ingest.dsjson import from_dsjson, to_dsjson
 from tests.reward_ingest._moto import aws_env, moto_server
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z

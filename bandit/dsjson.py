@@ -54,8 +54,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
-from bandit import ContextError
-from bandit._vw_features import ACTION_NAMESPACE, SHARED_NAMESPACE, FeatureEncoder, escape
+from ._errors import ContextError
+from ._vw_features import ACTION_NAMESPACE, SHARED_NAMESPACE, FeatureEncoder, escape
 
 VERSION = "1"
 ARM_FEATURE = "arm="

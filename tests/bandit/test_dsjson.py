@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit._vw_features import FeatureEncoder
+from bandit.dsjson import from_dsjson, iso_timestamp, parse_timestamp, to_dsjson
 from bandit.sim import ContextualProblem
-from reward_ingest.dsjson import from_dsjson, iso_timestamp, parse_timestamp, to_dsjson
 
 T0 = 1_714_564_800.25  # 2024-05-01T12:00:00.250Z
 

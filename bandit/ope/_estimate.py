@@ -29,9 +29,9 @@ from typing import Protocol, TypeAlias, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import ArmError, ContextError, EvaluationError
-from ._policy import Policy
-from ._types import Arm, Context, Eligible
+from .._errors import ArmError, ContextError, EvaluationError
+from .._policy import Policy
+from .._types import Arm, Context, Eligible
 
 __all__ = [
     "ESTIMATORS",

@@ -171,6 +171,8 @@ class IngestService:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.idle_s)
+            else:
+                await asyncio.sleep(0)  # memory:// reads never suspend: let the router run
 
     @staticmethod
     async def _flush_archive_when_due(archiver: Archiver) -> None:

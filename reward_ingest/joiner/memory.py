@@ -106,7 +106,11 @@ class MemoryJoiner:
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
         """Join until ``stop`` is set; wait ``IDLE_S`` after a step that found nothing."""
         while not stop.is_set():
-            if not await self.step(clock()):
+            if await self.step(clock()):
+                # The streams are in this process, so the step never suspends: give the
+                # router its turn between batches.
+                await asyncio.sleep(0)
+            else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), IDLE_S)
 

@@ -265,7 +265,11 @@ class LearnerLoop(ABC):
                 async with self.lease.keep():
                     await self.restore()
                     while not stop.is_set():
-                        if not await self.step():
+                        if await self.step():
+                            # A store in this process never suspends the step: give the
+                            # router and the lease renewal their turn between batches.
+                            await asyncio.sleep(0)
+                        else:
                             with contextlib.suppress(TimeoutError):
                                 await asyncio.wait_for(stop.wait(), idle_s)
             except LeaseLost:

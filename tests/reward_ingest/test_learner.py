@@ -80,6 +80,39 @@ def test_memory_learner_learns_and_skips() -> None:
     assert store.checkpoints == {}
 
 
+def test_memory_learner_lets_the_process_run_while_it_works_through_a_backlog() -> None:
+    """In one process the learner shares the event loop with the router and its lease
+    renewal: between batches it must give them a turn, or a backlog starves both
+    (the router answers nothing and the lease expires under the learner)."""
+    log = JoinedLog()
+    batches = 8
+    for i in range(batches * 50):
+        log.append(joined(f"e{i}", "first", 1.0, variant="A"))
+    settings = LearnerSettings("first", {"type": "thompson"}, ("A", "B"), batch=50)
+    learner = MemoryLearner(settings, log, MemoryCheckpoints(), MemoryLeaseTable())
+
+    async def scenario() -> list[int]:
+        stop = asyncio.Event()
+        seen: list[int] = []
+
+        async def neighbour() -> None:  # another task of the process, e.g. a request
+            while not stop.is_set():
+                seen.append(learner.counters.learned)
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(neighbour())
+        running = asyncio.create_task(learner.run(stop))
+        await wait_for_async(lambda: learner.counters.learned == batches * 50)
+        stop.set()
+        await asyncio.gather(running, other)
+        return seen
+
+    seen = asyncio.run(scenario())
+    # The neighbour ran between the batches, not only before the first or after the last.
+    between = {count for count in seen if 0 < count < batches * 50}
+    assert len(between) >= batches - 2, sorted(set(seen))
+
+
 def test_memory_pipeline_matches_redis(redis_url: str) -> None:
     """The in-process joiner + learner end where the Redis ones do."""
     data = fixed_input(9, n=600)

@@ -16,15 +16,15 @@ the policies it would have had along the log (progressive validation, Blum, Kala
 & Langford 1999).
 
 Why not the rejection form of Li, Chu, Langford & Wang (2011), which keeps an
-event only when the candidate picks the logged action and lets the candidate learn
-from kept events alone? It evaluates the candidate learning from its own choices,
-but it needs a uniform (or known, reweighted) logger and discards ~(K−1)/K of the
-events with K actions, so its estimates are K times noisier and a run of n events
-replays only ~n/K of them. Progressive replay uses every event: the candidate learns
-off-policy from the logger's choices, importance-weighted by the logged
-propensities, which is how every learner here learns in production anyway (the
-router's policy learns from what the router served). The price is that the value
-is that of a candidate trained on the logger's data, not on its own.
+event only when the candidate's own draw matches the logged action, and teaches
+the candidate the kept events alone? It evaluates the candidate learning from its
+own choices, but it needs a uniform (or reweighted) logger and discards ~(K−1)/K
+of the events with K actions: a log of n events replays ~n/K of them, with ~K
+times the variance. Progressive replay uses every event. The candidate learns
+off-policy from the logger's choices, each weighted by its logged propensity, as
+the production learner teaches any policy from the decisions that were served;
+the value estimated is that of the candidate trained on the logger's data, not of
+one that had chosen the actions itself.
 
 Three ways to get there, all with the same answers as the public ``Policy`` API:
 
@@ -33,9 +33,12 @@ Three ways to get there, all with the same answers as the public ``Policy`` API:
 - **progressive** (every other type): ``probabilities`` then ``update``, per event.
 - **VW** (``online_cover``, ``vw``): VW reads the archive's own DSJSON lines (a
   workspace with the policy's arguments plus ``--dsjson``): predict, then learn,
-  per line. That is VW's own ``--dsjson`` driver (checked pmf for pmf), faster than
-  encoding each context to text twice, and the same model: a line's features are
-  the policy's features (``bandit.dsjson``). The policy's ``floor`` is applied on
+  per line. That predicts what VW's own ``--dsjson`` driver predicts over the file
+  (checked pmf for pmf for every explorer the policy accepts), costs about as much,
+  and is the model the policy learns: a line's features are the policy's features
+  (``bandit.dsjson``), read from JSON instead of text (values a few float32 ulps
+  apart, so answers agree to ~1e-5, not bit for bit). Encoding each context to
+  text twice instead costs 2-3× as much. The policy's ``floor`` is applied on
   top, as ``Policy.probabilities`` does.
 
 Columns are ``chunk.arms``; the candidate follows a change of variant list between

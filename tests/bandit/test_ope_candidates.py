@@ -148,6 +148,10 @@ VW_CANDIDATES = [
     ({"type": "online_cover"}, "--cover 3 --cb_type mtr --interactions sa"),
     ({"type": "vw", "flags": "--epsilon 0.1", "interactions": ["sa", "ss"]},
      "--epsilon 0.1 --interactions sa --interactions ss"),
+    ({"type": "vw", "flags": "--bag 3"}, "--bag 3 --interactions sa"),
+    ({"type": "vw", "flags": "--regcb --cb_min_cost -1 --cb_max_cost 0"},
+     "--regcb --cb_min_cost -1.0 --cb_max_cost 0.0 --interactions sa"),
+    ({"type": "vw", "flags": "--rnd 2"}, "--rnd 2 --interactions sa"),
 ]
 
 

@@ -102,7 +102,11 @@ class Candidate:
         self._policy: Policy | None = None
         self._vw: vowpalwabbit.Workspace | None = None
         if isinstance(spec, Policy):
-            template = load_policy(spec.snapshot())  # ours to teach; the caller's is untouched
+            try:  # ours to teach; the caller's is untouched
+                template = load_policy(spec.snapshot())
+            except BanditError as exc:
+                raise CandidateError(f"candidate {name!r}: cannot copy the policy: "
+                                     f"{exc}") from None
             self._policy = template
         else:
             template = self._build(spec, _probe_arms(spec))  # refused now, not at chunk one

@@ -26,7 +26,7 @@ ESTIMATOR_NAMES = {
 
 # Why events were left out of the evaluation, per ``audit.excluded`` key.
 EXCLUSION_REASONS = {
-    "targeted": "targeted (the caller chose the variant: no probability to weight by)",
+    "targeted": "targeted (the caller chose the variant)",
     "other_experiment": "other experiments",
     "before_since": "before --since",
     "after_until": "after --until",

@@ -103,11 +103,16 @@ def estimators(candidate: Mapping[str, Any]) -> list[str]:
 
 
 def decimals(result: Mapping[str, Any]) -> int:
-    """Decimals that show the smallest standard error to two significant digits (2 to 6)."""
+    """Decimals that show the smallest standard error (of a value or a difference from the
+    baseline) to two significant digits, between 2 and 6: one precision for the whole result,
+    so that figures line up and compare."""
     errors = [Interval.read(result.get("baseline")).std_error]
     for candidate in mapping(result.get("candidates")).values():
         fields = mapping(candidate)
-        errors += [Interval.read(fields.get(name)).std_error for name in estimators(fields)]
+        paired = mapping(fields.get("vs_baseline"))
+        for name in estimators(fields):
+            errors += [Interval.read(fields.get(name)).std_error,
+                       Interval.read(paired.get(name)).std_error]
     positive = [error for error in errors if error is not None and error > 0.0]
     if not positive:
         return 3

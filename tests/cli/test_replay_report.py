@@ -9,19 +9,29 @@ line's path come from the user's data and command line).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
+import re
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
+import html5lib
 import httpx
 import numpy as np
+import pytest
+from PIL import Image
+from rich.console import Console
 from websockets.sync.client import ClientConnection, connect
 
+from cli.replay_report import ReportError, render_report, write_report
+from cli.replay_view import LARGE_INPUT_BYTES, progress, render
 from tests._wait import wait_for
 from tests.router.test_dashboard import chromium
 
@@ -253,3 +263,184 @@ def load(report: Path, out: Path, width: int = 1280, height: int = 800) -> PageL
         elif method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"):
             seen.errors.append(params["entry"]["text"])
     return seen
+
+
+def as_json(result: dict[str, Any]) -> dict[str, Any]:
+    """The result as ``--json`` prints it: NaN and infinities become null."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        return value
+    loaded: dict[str, Any] = json.loads(json.dumps(clean(result), allow_nan=False))
+    return loaded
+
+
+# -- the terminal --------------------------------------------------------------------
+
+def terminal(result: dict[str, Any], width: int = 120) -> Console:
+    console = Console(record=True, width=width, file=io.StringIO())
+    render(result, console)
+    return console
+
+
+def test_the_terminal_shows_the_audit_first_then_the_baseline_then_the_estimates() -> None:
+    text = terminal(sample_result()).export_text()
+    order = [text.index(part) for part in (
+        "Trust audit", "1,204 targeted", "checkout-20240503T101500-0007.json:412",
+        "812 events got the default reward", "0.0041  0.0043", "FAILED: 1 of 6 rows",
+        "FAILED: 1 of 2 rows", "Calibration: failing rows", "Sample ratio: failing rows",
+        "Baseline", "Candidates")]
+    assert order == sorted(order), order
+    assert "5,181 events" in text and "3,977 other experiments" in text
+    assert f"{HOSTILE}.json:7" in text  # a bad line's file:line, as written
+    assert "largest weight 1/μ = 244" in text
+    # The failing rows, and only those: the ok rows stay out of the way.
+    failing = text[text.index("Calibration: failing rows"):text.index("Sample ratio: failing")]
+    assert "1.210" in failing and "[1.150, 1.270]" in failing and "0.990" not in failing
+    srm = text[text.index("Sample ratio: failing rows"):text.index("Baseline")]
+    assert "41.70" in srm and "8.8e-10" in srm and "15,501.8" in srm and "0.55" not in srm
+    assert f"candidate '{HOSTILE}' puts mass on variants the log never offered" in text
+    assert "low effective sample size" in text
+    assert "0.4012" in text and "[0.3969, 0.4055]" in text and "48,210" in text
+
+
+def test_the_terminal_table_gives_every_figure_and_says_which_side_of_zero() -> None:
+    text = terminal(sample_result()).export_text()
+    table = text[text.index("Candidates"):]
+    lines = {line.split()[0] + " " + line.split()[1]: line for line in table.splitlines()
+             if line.startswith("thompson") or line.startswith("static")}
+    thompson = lines["thompson IPS"]
+    for figure in ("0.4391", "[0.4271, 0.4511]", "0.0061", "9,904", "48,210", "+0.0379",
+                   "[+0.0267, +0.0491]", "better"):
+        assert figure in thompson, (figure, thompson)
+    assert lines["static 70/30"].rstrip().endswith("worse")
+    epsilon = next(line for line in table.splitlines() if line.startswith("epsilon_greedy"))
+    assert "[−0.0051, +0.0129]" in epsilon and "better" not in epsilon and "worse" not in epsilon
+    # NaN and null are a dash, never "nan"; the flags sit under the candidate's name.
+    assert "nan" not in table.lower().replace("inconclusive", "")
+    assert "! biased" in table and "! low ESS" in table
+
+
+def test_colours_on_a_terminal_and_plain_text_through_a_pipe() -> None:
+    page = terminal(sample_result()).export_html(inline_styles=True)
+    red = re.compile(r'<span style="[^"]*color: #800000[^"]*">([^<]*)</span>')
+    green = re.compile(r'<span style="[^"]*color: #008000[^"]*">([^<]*)</span>')
+    reds = [span.strip() for span in red.findall(page)]
+    assert any(span.startswith("FAILED") for span in reds)
+    assert "worse" in reds and "better" in [span.strip() for span in green.findall(page)]
+    piped = io.StringIO()
+    render(sample_result(), Console(file=piped, width=120))  # not a terminal: no styles
+    assert "\x1b[" not in piped.getvalue()
+    assert "FAILED: 1 of 6 rows" in piped.getvalue() and "better" in piped.getvalue()
+
+
+def test_a_narrow_console_gets_two_tables_with_every_figure_whole() -> None:
+    text = terminal(sample_result(), width=80).export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "Candidates vs the baseline" in text
+    for figure in ("[0.4271, 0.4511]", "[+0.0267, +0.0491]", "21,377", "8.8e-10"):
+        assert figure in text, figure
+    wide = terminal(sample_result(), width=120).export_text()
+    assert "Candidates vs the baseline" not in wide
+
+
+def test_names_are_text_not_markup_and_a_bare_result_renders() -> None:
+    result = sample_result()
+    result["candidates"] = {"[bold red]x[/]": result["candidates"]["thompson"]}
+    assert "[bold red]x[/]" in terminal(result).export_text()
+    bare = terminal({}).export_text()
+    assert "Trust audit" in bare and "No candidates were evaluated." in bare
+
+
+def test_the_progress_bar_shows_only_on_a_terminal_and_for_large_inputs() -> None:
+    piped = io.StringIO()
+    with progress(10 * LARGE_INPUT_BYTES, Console(file=piped)) as advance:
+        advance(LARGE_INPUT_BYTES)
+    assert piped.getvalue() == ""
+    shown = io.StringIO()
+    small = Console(file=shown, force_terminal=True, width=100)
+    with progress(LARGE_INPUT_BYTES - 1, small) as advance:
+        advance(1000)
+    assert shown.getvalue() == ""
+    with progress(4096, small, threshold=1024) as advance:
+        advance(2048)
+        advance(2048)
+    assert "reading the archive" in shown.getvalue() and "4.1 kB" in shown.getvalue()
+
+
+# -- the HTML page ---------------------------------------------------------------------
+
+FORBIDDEN_TAGS = {"script", "img", "iframe", "object", "embed", "link", "image", "use",
+                  "foreignObject", "audio", "video", "source", "base", "form"}
+
+
+def parsed(page: str) -> Any:
+    """The page's tree; any HTML5 parse error fails (html5lib's strict mode)."""
+    return html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(page)
+
+
+def test_the_page_is_valid_html5_and_every_name_is_text() -> None:
+    for result in (sample_result(), as_json(sample_result())):
+        page = render_report(result)
+        tree = parsed(page)
+        tags = {element.tag.split("}")[-1] for element in tree.iter()}
+        assert not tags & FORBIDDEN_TAGS, tags & FORBIDDEN_TAGS
+        for element in tree.iter():
+            assert not {"src", "href", "xlink:href", "action"} & set(element.attrib), element
+            assert not any(name.startswith("on") for name in element.attrib), element
+        assert HOSTILE not in page and HOSTILE_VARIANT not in page
+        assert escape(HOSTILE) in page and escape(HOSTILE_VARIANT) in page
+        assert "http:" not in page and "https:" not in page
+        assert "default-src 'none'" in page
+        text = "".join(tree.itertext())
+        assert HOSTILE in text and HOSTILE_VARIANT in text  # shown, as text
+        assert "nan" not in text.lower().replace("inconclusive", "")
+        assert text.count("not available") == 4  # SNIPS and DM, in both plots
+    ids = [element.get("id") for element in tree.iter() if element.get("id")]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_bare_result_makes_a_valid_page() -> None:
+    results: list[dict[str, Any]] = [
+        {}, {"baseline": {"value": None}}, {"candidates": {"x": {"spec": {}}}},
+        {"series": {"cumulative": {"timestamp": [START], "events": [3], "reward": [1.0]},
+                    "histograms": {"V": {"edges": [0.0, 0.5, 1.0], "counts": [0, 0]}}}}]
+    for result in results:
+        parsed(render_report(result))
+
+
+def test_an_unwritable_path_is_one_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "report.html"
+    with pytest.raises(ReportError, match=f"cannot write the report to {re.escape(str(target))}"):
+        write_report(sample_result(), target)
+
+
+def test_the_report_in_chromium_no_error_no_request(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    write_report(sample_result(), report)
+    seen = load(report, tmp_path)
+    print(f"\nscreenshots: {tmp_path / 'report.png'} (first screen), "
+          f"{tmp_path / 'report-full.png'} (whole page); PDF: {tmp_path / 'report.pdf'}")
+    assert seen.errors == []
+    assert seen.requests == [report.as_uri()]
+    facts = seen.facts
+    assert facts["title"] == "Replay report: checkout"
+    assert facts["images"] == 0 and facts["scripts"] == 0
+    # Two forest plots, the curve over time, a histogram per variant.
+    assert facts["charts"] == 2 + 1 + 3
+    assert facts["marks"] == 2 * (4 + 4 + 4 + 2)  # every available estimate, in both plots
+    assert facts["scrollWidth"] <= 1280  # nothing wider than the window
+    calibration, sample_ratio = facts["failingRows"]
+    assert HOSTILE_VARIANT in calibration and "1.210" in calibration
+    assert "41.70" in sample_ratio and "8.8e-10" in sample_ratio
+    assert HOSTILE in facts["text"] and "FAILED" in facts["text"]
+    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+    # The first screen is the header and the audit, drawn: the failed checks' red pills.
+    image = Image.open(tmp_path / "report.png").convert("RGB")
+    assert image.size == (1280, 800)
+    colours = Counter(image.get_flattened_data())
+    assert colours[(0xB3, 0x26, 0x1E)] >= 500, colours.most_common(5)

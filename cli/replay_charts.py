@@ -31,6 +31,9 @@ _TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10
 _MAX_TIME_TICKS = 8
 _DAY = 86400
 
+# Half the width of a long time label, in pixels: closer to an edge, it is anchored inside.
+_EDGE_LABEL = 45
+
 # Longest label drawn in full in a forest plot's name column; longer ones end in "…"
 # and keep the whole name in their tooltip.
 _LABEL_CHARS = 30
@@ -92,6 +95,15 @@ def tick_label(value: float, ticks: Sequence[float]) -> str:
     if abs(value) < step * 1e-6:  # 0, not −0.00 from accumulated steps
         value = 0.0
     return f"{value:.{places}f}".replace("-", "−")
+
+
+def compact(count: float) -> str:
+    """A count in at most five characters: 980, 9,870, 98.7k, 9.9M."""
+    if count < 10_000:
+        return f"{count:,.0f}"
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k".replace(".0k", "k")
+    return f"{count / 1_000_000:.1f}M".replace(".0M", "M")
 
 
 def _f(number: float) -> str:
@@ -250,14 +262,17 @@ def cumulative(timestamps: Sequence[float], events: Sequence[float], rewards: Se
         out.append(f'<rect class="volume" x="{_f(x(t) - bar / 2)}" y="{_f(strip_bottom - tall)}" '
                    f'width="{_f(bar)}" height="{_f(tall)}"/>')
     out.append(f'<text class="tick" x="{left - 8}" y="{_f(strip_top + 10)}" text-anchor="end">'
-               f'{escape(f"{most:,.0f}")}</text>')
+               f'{escape(compact(most))}</text>')
     out.append(f'<text class="tick" x="{left - 8}" y="{_f(strip_bottom)}" text-anchor="end">'
                f'events</text>')
     out.append(f'<line class="axis" x1="{left}" y1="{_f(strip_bottom)}" x2="{width - right}" '
                f'y2="{_f(strip_bottom)}"/>')
     for tick, text in time_ticks(times[0], times[-1]):
+        # A label at an edge of the plot is anchored inside it, not cut by the frame.
+        anchor = ("end" if x(tick) > width - right - _EDGE_LABEL else
+                  "start" if x(tick) < left + _EDGE_LABEL else "middle")
         out.append(f'<text class="tick" x="{_f(x(tick))}" y="{_f(strip_bottom + 18)}" '
-                   f'text-anchor="middle">{escape(text)}</text>')
+                   f'text-anchor="{anchor}">{escape(text)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -296,7 +311,7 @@ def histogram(edges: Sequence[float], counts: Sequence[float], *, label: str,
         out.append(f'<text class="tick" x="{_f(x(tick))}" y="{height - 8}" '
                    f'text-anchor="middle">{tick:g}</text>')
     out.append(f'<text class="tick" x="{left - 6}" y="{top + 8}" text-anchor="end">'
-               f'{escape(f"{most:,.0f}")}</text>')
+               f'{escape(compact(most))}</text>')
     for (low, high), n in zip(pairwise(edges), counts, strict=False):
         if n <= 0:
             continue

@@ -551,7 +551,8 @@ svg.chart .line { fill: none; stroke: var(--accent); stroke-width: 2; stroke-lin
 svg.chart .volume { fill: #c9d3e3; }
 svg.chart .bar { fill: var(--accent); opacity: 0.85; }
 .table-card { padding: 0; overflow-x: auto; }
-.estimates td.candidate { background: #fafbfc; min-width: 150px; max-width: 260px; }
+.estimates td.candidate { background: #fafbfc; min-width: 150px; max-width: 240px; }
+.estimates th, .estimates td { padding: 5px 7px; }
 .estimates tr.group-start td { border-top: 2px solid var(--line); }
 .estimates td.better { color: var(--good); font-weight: 600; }
 .estimates td.worse { color: var(--bad); font-weight: 600; }

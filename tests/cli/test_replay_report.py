@@ -236,6 +236,9 @@ def load(report: Path, out: Path, width: int = 1280, height: int = 800) -> PageL
         seen.facts = page.evaluate("""({
             title: document.title,
             scrollWidth: document.documentElement.scrollWidth,
+            overflowing: [...document.querySelectorAll("main *")]
+                .filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0)
+                .map(e => e.tagName + "." + e.className),
             scrollHeight: document.documentElement.scrollHeight,
             images: document.images.length,
             scripts: document.scripts.length,
@@ -433,7 +436,8 @@ def test_the_report_in_chromium_no_error_no_request(tmp_path: Path) -> None:
     # Two forest plots, the curve over time, a histogram per variant.
     assert facts["charts"] == 2 + 1 + 3
     assert facts["marks"] == 2 * (4 + 4 + 4 + 2)  # every available estimate, in both plots
-    assert facts["scrollWidth"] <= 1280  # nothing wider than the window
+    assert facts["scrollWidth"] <= 1280  # nothing wider than the window,
+    assert facts["overflowing"] == []  # nor than its box (a table scrolling in its card)
     calibration, sample_ratio = facts["failingRows"]
     assert HOSTILE_VARIANT in calibration and "1.210" in calibration
     assert "41.70" in sample_ratio and "8.8e-10" in sample_ratio

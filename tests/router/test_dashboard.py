@@ -187,8 +187,12 @@ class ChartDom(HTMLParser):
 
 def browse(url: str, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """Run headless Chromium on ``url`` with ``options`` (its own profile under ``out``)."""
+    # Loopback only: without these Chromium calls Google's update and sync services.
     argv = [chromium(), "--headless", "--disable-gpu", "--no-sandbox",
             "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars",
+            "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-default-apps", "--no-pings",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             f"--user-data-dir={out / 'profile'}", "--window-size=1200,900",
             "--virtual-time-budget=5000", *options, url]
     return subprocess.run(argv, capture_output=True, text=True, timeout=90,  # noqa: S603

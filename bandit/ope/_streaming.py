@@ -7,31 +7,38 @@ sufficient statistics. The idea: every estimator's per-event influence term ψ_i
 vector z_i of per-event quantities, with coefficients θ that are only known at
 the end of the log (the per-arm means, SNIPS's ratio):
 
-    ψ_i = θᵀ z_i   ⇒   Σ_i (ψ_i − ψ̄)² = θᵀ C θ,   C = Σ_i (z_i − z̄)(z_i − z̄)ᵀ.
+    ψ_i = const + θᵀ z_i   ⇒   Σ_i (ψ_i − ψ̄)² = θᵀ C θ,   C = Σ_i (z_i − z̄)(z_i − z̄)ᵀ.
 
 So the count, the mean z̄ and the co-moment matrix C, merged chunk by chunk
 (Chan, Golub & LeVeque 1983), are all it keeps; the per-arm means are z̄'s
-entries. With K arms (matched by name across chunks) z_i is
+entries. Rewards enter as s_i = r_i − c, c the first chunk's mean reward: every
+term below is unchanged by the shift, and it keeps θ's entries of the size of
+the rewards' spread, not of their level (rewards of 10⁶ ± 1 would otherwise
+lose every digit in θᵀCθ). With K arms (matched by name across chunks)
 
-    z_i = (r_i, w_i r_i, w_i, π_i, e_i, e_i r_i, e_i w_i)        (3 + 4K numbers)
+    z_i = (s_i, w_i s_i, w_i, Σ_a π_ia − 1, π_i, e_i, e_i s_i, e_i w_i)     (4 + 4K numbers)
 
 where w_i = min(π_i(a_i)/μ_i, clip) is the (clipped) weight, π_i ∈ ℝᴷ the
 candidate's distribution and e_i ∈ ℝᴷ the one-hot vector of the logged arm a_i.
-From z̄: n_a = n·ē_a, the per-arm mean m_a = Σ_{a_i=a} r_i / n_a, and
-P_a = Σ_i π_ia. The terms (those of ``estimate``, whose docstring cites them):
+From z̄: n_a = n·ē_a, the per-arm mean m_a = c + m′_a with m′_a = Σ_{a_i=a} s_i / n_a
+(m_a = 0, so m′_a = −c, for an arm no event took), P_a = Σ_i π_ia. The terms
+(those of ``estimate``, whose docstring cites them), as coefficients on z_i:
 
-- baseline (on-policy mean r̄):  ψ_i = r_i
-- IPS:    ψ_i = w_i r_i
-- SNIPS:  ψ_i = (w_i r_i − V w_i)/w̄,  V = Σ w r / Σ w, w̄ = Σ w / n (the delta method)
-- DM:     ψ_i = π_i·m + h_{a_i}(r_i − m_{a_i}),  h_a = P_a/n_a: the model's value plus
-          each event's first-order effect on the fitted means; linear in z_i with
-          coefficients m on π_i, h on e_i r_i and −h∘m on e_i
-- DR:     ψ_i = π_i·m + w_i(r_i − m_{a_i}): coefficients m on π_i, 1 on w_i r_i, −m on e_i w_i
+- baseline (on-policy mean r̄):  ψ_i = r_i = c + s_i                    θ: 1 on s
+- IPS:    ψ_i = w_i r_i = w_i s_i + c w_i                               θ: 1 on w s, c on w
+- SNIPS:  ψ_i = w_i(r_i − V)/w̄ = (w_i s_i − (V − c) w_i)/w̄, with V = Σ w r / Σ w
+          and w̄ = Σ w / n (the delta method)              θ: 1/w̄ on w s, −(V − c)/w̄ on w
+- DM:     ψ_i = π_i·m + h_{a_i}(r_i − m_{a_i}), h_a = P_a/n_a: the model's value plus
+          each event's first-order effect on the fitted means;
+          π_i·m = c(1 + (Σ_a π_ia − 1)) + π_i·m′                        θ: c on Σπ − 1, m′ on π,
+                                                                           h on e s, −h∘m′ on e
+- DR:     ψ_i = π_i·m + w_i(r_i − m_{a_i})                               θ: c on Σπ − 1, m′ on π,
+                                                                           1 on w s, −m′ on e w
 
-Each paired difference from the logging policy, ψ_i − r_i, is the same with −1
-added on r_i: its variance counts the covariance between the candidate's and the
-baseline's terms, which are computed on the same events. The baseline's own
-interval is r̄ ± z·sd(r)/√n, the logging policy evaluated on its own log.
+Each paired difference from the logging policy, ψ_i − r_i, has θ − (1 on s): its
+variance counts the covariance between the candidate's and the baseline's
+terms, which are computed on the same events. The baseline's own interval is
+r̄ ± z·sd(r)/√n, the logging policy evaluated on its own log.
 """
 
 from __future__ import annotations
@@ -65,8 +72,8 @@ BASELINE = "on_policy"
 """The estimator name of the logging policy's own mean reward."""
 
 # z's leading columns, then its four blocks of K (one entry per arm each).
-_REWARD, _WEIGHTED_REWARD, _WEIGHT = 0, 1, 2
-_LEADING = 3
+_REWARD, _WEIGHTED_REWARD, _WEIGHT, _MASS = 0, 1, 2, 3
+_LEADING = 4
 _TARGET, _TAKEN, _TAKEN_REWARD, _TAKEN_WEIGHT = 0, 1, 2, 3
 _BLOCKS = 4
 
@@ -122,6 +129,7 @@ class Evaluation:
         self._clip = clip
         self._arms: dict[Arm, int] = {}
         self._moments = _Moments(_LEADING)
+        self._shift: float | None = None
         self._taken = np.zeros(0, dtype=np.int64)
         # Support: events with mass on a variant logged with probability 0, that
         # mass; and, to count never-taken variants once they are known (at the
@@ -155,11 +163,14 @@ class Evaluation:
         weight = pi[np.arange(rows), chunk.action] / chunk.propensity
         if self._clip is not None:
             weight = np.minimum(weight, self._clip)
-        reward = chunk.reward
+        if self._shift is None:
+            self._shift = float(chunk.reward.mean())
+        reward = chunk.reward - self._shift
         z = np.empty((rows, _LEADING + _BLOCKS * k))
         z[:, _REWARD] = reward
         z[:, _WEIGHTED_REWARD] = weight * reward
         z[:, _WEIGHT] = weight
+        z[:, _MASS] = pi.sum(axis=1) - 1.0
         z[:, _block(_TARGET, k)] = target
         z[:, _block(_TAKEN, k)] = taken
         z[:, _block(_TAKEN_REWARD, k)] = taken * reward[:, None]
@@ -180,35 +191,38 @@ class Evaluation:
         total = n * weight_mean
         ess = total * total / square if square > 0.0 else 0.0
 
+        c = self._shift if self._shift is not None else 0.0
         taken = self._taken.astype(np.float64)
         took = self._taken > 0
         arm_means = np.divide(n * mean[_block(_TAKEN_REWARD, k)], taken,
+                              out=np.full(k, -c), where=took)  # m′ = m − c; m = 0 if never taken
+        influence = np.divide(n * mean[_block(_TARGET, k)], taken,
                               out=np.zeros(k), where=took)
-        influence = np.divide(n * mean[_block(_TARGET, k)], taken, out=np.zeros(k), where=took)
-        direct = float(mean[_block(_TARGET, k)] @ arm_means)
+        direct = c * (1.0 + float(mean[_MASS])) + float(mean[_block(_TARGET, k)] @ arm_means)
 
         size = mean.size
         terms: dict[str, tuple[float, FloatArray]] = {}
-        terms["ips"] = float(mean[_WEIGHTED_REWARD]), _unit(size, _WEIGHTED_REWARD)
+        theta = _unit(size, _WEIGHTED_REWARD) + c * _unit(size, _WEIGHT)
+        terms["ips"] = float(mean[_WEIGHTED_REWARD]) + c * weight_mean, theta
         if total > 0.0:
-            value = float(mean[_WEIGHTED_REWARD]) / weight_mean
-            theta = _unit(size, _WEIGHTED_REWARD) - value * _unit(size, _WEIGHT)
-            terms["snips"] = value, theta / weight_mean
+            ratio = float(mean[_WEIGHTED_REWARD]) / weight_mean  # V − c
+            theta = _unit(size, _WEIGHTED_REWARD) - ratio * _unit(size, _WEIGHT)
+            terms["snips"] = c + ratio, theta / weight_mean
         else:
             terms["snips"] = math.nan, np.full(size, math.nan)
-        theta = np.zeros(size)
+        theta = c * _unit(size, _MASS)
         theta[_block(_TARGET, k)] = arm_means
         theta[_block(_TAKEN_REWARD, k)] = influence
         theta[_block(_TAKEN, k)] = -influence * arm_means
         terms["dm"] = direct, theta
-        theta = np.zeros(size)
+        theta = c * _unit(size, _MASS)
         theta[_block(_TARGET, k)] = arm_means
         theta[_WEIGHTED_REWARD] = 1.0
         theta[_block(_TAKEN_WEIGHT, k)] = -arm_means
         terms["dr"] = direct + float(mean[_WEIGHTED_REWARD]
                                      - mean[_block(_TAKEN_WEIGHT, k)] @ arm_means), theta
 
-        base_value, base_theta = float(mean[_REWARD]), _unit(size, _REWARD)
+        base_value, base_theta = c + float(mean[_REWARD]), _unit(size, _REWARD)
         baseline = self._interval(BASELINE, base_value, base_theta, float(n))
         estimates = {name: self._interval(name, *terms[name], ess) for name in self._names}
         vs_baseline = {name: self._interval(name, terms[name][0] - base_value,

@@ -47,7 +47,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -65,6 +65,7 @@ from ._estimate import (
     _check_estimators,
     _z_score,
 )
+from ._json import interval_json
 
 __all__ = ["BASELINE", "Evaluation", "EvaluationResult", "estimate_chunks"]
 
@@ -76,6 +77,9 @@ _REWARD, _WEIGHTED_REWARD, _WEIGHT, _MASS = 0, 1, 2, 3
 _LEADING = 4
 _TARGET, _TAKEN, _TAKEN_REWARD, _TAKEN_WEIGHT = 0, 1, 2, 3
 _BLOCKS = 4
+
+# Up to this many arms, an event's set of supported arms packs into one int64.
+_PACKED_ARMS = 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,16 @@ class EvaluationResult:
     def biased(self) -> bool:
         """True when some event put mass where the log says nothing."""
         return self.unsupported_events > 0
+
+    def to_json(self) -> dict[str, Any]:
+        """A candidate's estimator objects (upper-case keys), ``vs_baseline`` and ``support``."""
+        out: dict[str, Any] = {name.upper(): interval_json(item)
+                               for name, item in self.estimates.items()}
+        out["vs_baseline"] = {name.upper(): interval_json(item)
+                              for name, item in self.vs_baseline.items()}
+        out["support"] = {"unsupported_events": self.unsupported_events,
+                          "unsupported_mass": self.unsupported_mass, "biased": self.biased}
+        return out
 
 
 class Evaluation:
@@ -280,9 +294,19 @@ class Evaluation:
         self._outside_mass += float(outside.sum())
         inside = positive & logged
         np.add.at(self._supported_mass, columns, np.where(inside, pi, 0.0).sum(axis=0))
-        patterns, counts = np.unique(inside[~unsupported], axis=0, return_counts=True)
-        for pattern, count in zip(patterns, counts.tolist(), strict=True):
-            self._supported_sets[frozenset(np.asarray(chunk.arms)[pattern].tolist())] += count
+        inside = inside[~unsupported]
+        arms = chunk.arms
+        if len(arms) <= _PACKED_ARMS:  # one integer per event: 5x faster than rows
+            bits = inside.astype(np.int64) @ (np.int64(1) << np.arange(len(arms), dtype=np.int64))
+            codes, counts = np.unique(bits, return_counts=True)
+            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+                self._supported_sets[frozenset(arm for j, arm in enumerate(arms)
+                                               if code >> j & 1)] += count
+            return
+        patterns, counts = np.unique(inside, axis=0, return_counts=True)
+        for pattern, count in zip(patterns.tolist(), counts.tolist(), strict=True):
+            self._supported_sets[frozenset(arm for arm, on in zip(arms, pattern, strict=True)
+                                           if on)] += count
 
     def _support(self, took: BoolArray) -> tuple[int, float]:
         """Unsupported events and total mass, now that the never-taken arms are known."""

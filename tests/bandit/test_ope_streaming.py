@@ -286,6 +286,12 @@ def test_mass_the_log_says_nothing_about_is_counted_and_earns_nothing() -> None:
     assert result.estimates["ips"].value == close(4.7 / 4)
     # DM: r̂(A) = 1, r̂(B) = 1, r̂(C) = 0 (never taken): (0.75 + 0.5 + 0.6 + 1)/4.
     assert result.estimates["dm"].value == close(2.85 / 4)
+    out = result.to_json()
+    assert list(out) == ["IPS", "SNIPS", "DM", "DR", "vs_baseline", "support"]
+    assert list(out["IPS"]) == ["value", "lower", "upper", "std_error", "ess", "n"]
+    assert list(out["vs_baseline"]) == ["IPS", "SNIPS", "DM", "DR"]
+    assert out["support"] == {"unsupported_events": 3, "unsupported_mass": pytest.approx(1.15 / 4),
+                              "biased": True}
 
 
 # -- (4) coverage on an adaptive log -------------------------------------------------------

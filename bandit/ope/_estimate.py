@@ -20,11 +20,12 @@ and a user's reward model are called once per event (and action), nothing more.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from numbers import Real
 from statistics import NormalDist
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Protocol, TypeAlias, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,7 @@ import numpy.typing as npt
 from .._errors import ArmError, ContextError, EvaluationError
 from .._policy import Policy
 from .._types import Arm, Context, Eligible
+from ._chunks import LogChunk
 
 __all__ = [
     "ESTIMATORS",
@@ -120,7 +122,7 @@ RewardFunction: TypeAlias = Callable[[Context | None, Arm], float]
 
 
 def estimate(
-    logs: Iterable[LoggedDecision],
+    logs: Iterable[LoggedDecision] | Iterable[LogChunk],
     target: Target,
     *,
     estimators: Sequence[str] = ESTIMATORS,
@@ -165,6 +167,10 @@ def estimate(
 
     ESS = (Σ w_i)² / Σ w_i² (Kong 1992; Owen 2013 §9.3): n when the target is the
     logging policy, small when a few events carry the estimate.
+
+    ``logs`` may also be ``LogChunk``s (the archive reader's output): they are read
+    one at a time, in memory that does not grow with the log, with the per-arm
+    model only (``bandit.ope.Evaluation`` keeps the sums; same values, same intervals).
     """
     names = _check_estimators(estimators)
     z = _z_score(confidence)
@@ -177,7 +183,16 @@ def estimate(
     elif not callable(reward_model):
         raise EvaluationError(f"reward_model must be a name or a callable, got {reward_model!r}")
 
-    events = list(logs)
+    items: Iterator[LoggedDecision | LogChunk] = iter(logs)
+    first = next(items, None)
+    if isinstance(first, LogChunk):
+        from ._streaming import estimate_chunks  # it builds on this module
+
+        # Any later item that is not a chunk is refused there, by name.
+        chunks = chain([first], cast(Iterator[LogChunk], items))
+        return estimate_chunks(chunks, target, estimators=names, reward_model=reward_model,
+                               clip=clip, confidence=confidence)
+    events = _decisions(first, items)
     log = _Log.read(events)
     pi = _target_probabilities(target, events, log.index)
     n = len(events)
@@ -247,6 +262,16 @@ class _Log:
             i = int(bad[0])
             raise EvaluationError(f"logs[{i}].reward must be finite, got {events[i].reward!r}")
         return cls(codes, propensities, rewards, index)
+
+
+def _decisions(
+    first: LoggedDecision | LogChunk | None, rest: Iterator[LoggedDecision | LogChunk]
+) -> list[LoggedDecision]:
+    events = [] if first is None else [first, *rest]
+    if LogChunk in set(map(type, events)):
+        raise EvaluationError("logs mix LoggedDecision with LogChunk; "
+                              "pass decisions only or chunks only")
+    return cast(list[LoggedDecision], events)
 
 
 def _check_estimators(estimators: Sequence[str]) -> tuple[str, ...]:

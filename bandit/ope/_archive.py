@@ -236,23 +236,26 @@ class _Reader:
         rows = _LINE.findall(data)
         keep_text = self.options.contexts or self.options.lines
         texts: list[bytes] | None
+        unread: list[tuple[int, str]] = []
         if len(rows) == data.count(b"\n"):
             numbers: list[int] = list(range(first_line + 1, first_line + len(rows) + 1))
             texts = data.split(b"\n")[:-1] if keep_text else None
         else:  # a line off the fast layout: line by line
-            rows, numbers, texts = self._line_by_line(path, first_line, data, keep_text)
-        self.stats.lines += len(rows)
-        if rows:
-            yield from self._rows(path, rows, numbers, texts)
+            rows, numbers, texts, unread = self._line_by_line(first_line, data, keep_text)
+        self.stats.lines += len(rows) + len(unread)
+        yield from self._rows(path, rows, numbers, texts, unread)
 
     def finish(self) -> Iterator[LogChunk]:
         yield from self.chunk.flush(self.stats)
 
-    def _line_by_line(self, path: str, first_line: int, data: bytes, keep_text: bool
-                      ) -> tuple[list[_Fields], list[int], list[bytes] | None]:
+    @staticmethod
+    def _line_by_line(first_line: int, data: bytes, keep_text: bool) -> tuple[
+            list[_Fields], list[int], list[bytes] | None, list[tuple[int, str]]]:
+        """Fields of each line (fast layout or JSON), their numbers, texts, and the unread."""
         rows: list[_Fields] = []
         numbers: list[int] = []
         texts: list[bytes] = []
+        unread: list[tuple[int, str]] = []
         for offset, text in enumerate(data.split(b"\n")[:-1]):
             number = first_line + offset + 1
             if not text.strip():
@@ -261,13 +264,12 @@ class _Reader:
             try:
                 fields = cast(_Fields, match.groups()) if match else _slow_fields(text)
             except ValueError as exc:
-                self.stats.lines += 1
-                self._bad(path, number, str(exc))
+                unread.append((number, str(exc)))
                 continue
             rows.append(fields)
             numbers.append(number)
             texts.append(text)
-        return rows, numbers, texts if keep_text else None
+        return rows, numbers, texts if keep_text else None, unread
 
     def _bad(self, path: str, line: int, message: str) -> None:
         if self.options.fail:
@@ -277,14 +279,19 @@ class _Reader:
             self.stats.bad_examples.append(BadLine(path, line, message))
 
     def _rows(self, path: str, rows: list[_Fields], numbers: list[int],
-              texts: list[bytes] | None) -> Iterator[LogChunk]:
+              texts: list[bytes] | None, unread: list[tuple[int, str]]) -> Iterator[LogChunk]:
+        if not rows:
+            for number, message in unread:
+                self._bad(path, number, message)
+            return
         columns = list(zip(*rows, strict=True))
         layouts = self._layouts(columns)
         idents = self._lookup(self.idents, columns[_IDENT], _ident)
         flags = self._lookup(self.flags, columns[_FLAGS], _flags)
         parsed = _parse(columns, layouts)
-        for row, message in parsed.errors:
-            self._bad(path, numbers[row], message)
+        # Reported in line order, whichever check found them.
+        for number, message in sorted(unread + [(numbers[r], m) for r, m in parsed.errors]):
+            self._bad(path, number, message)
         if parsed.errors:
             good = parsed.good
             idents = list(compress(idents, good))
@@ -341,7 +348,7 @@ class _Reader:
 
     def _count_experiments(self, experiments: list[str | None]) -> None:
         seen = self.stats.experiments
-        for name in set(experiments):
+        for name in dict.fromkeys(experiments):  # first seen first
             seen[name] = seen.get(name, 0) + experiments.count(name)
         if self.options.experiment is None and len(seen) > 1:
             found = ", ".join(_experiment_name(e) for e in seen)
@@ -442,11 +449,11 @@ def _parse(columns: list[tuple[bytes, ...]], layouts: list[_Layout]) -> _Parsed:
          lambda r: f"'p' is not a probability distribution (sum {totals[r]:.9g}, "
                    f"smallest {lowest[r]:.9g})"),
         (~((propensity > 0) & (propensity <= 1)),
-         lambda r: f"_label_probability {propensity[r]!r} is not in (0, 1]"),
+         lambda r: f"_label_probability {float(propensity[r])!r} is not in (0, 1]"),
         (~(np.abs(propensity - chosen_p) <= PROPENSITY_TOLERANCE),
-         lambda r: f"_label_probability {propensity[r]!r} is not the chosen action's "
-                   f"p {chosen_p[r]!r}"),
-        (~np.isfinite(reward), lambda r: f"the reward (-_label_cost) {reward[r]!r} is not "
+         lambda r: f"_label_probability {float(propensity[r])!r} is not the chosen "
+                   f"action's p {float(chosen_p[r])!r}"),
+        (~np.isfinite(reward), lambda r: f"the reward (-_label_cost) {float(reward[r])!r} is not "
                                          "finite"),
     ]
     failing = np.zeros(rows, dtype=bool)

@@ -59,10 +59,13 @@ EXCLUSION_REASONS = ("targeted", "other_experiment", "before_since", "after_unti
 _STR = rb'"[^"\\\n]*"'
 _NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
 _INT = rb"(?:0|[1-9][0-9]*)"
-_ACTION = rb'\{"a":\{' + _STR + rb":" + _NUM + rb"\}\}"
 _OBSERVED = (rb'\[(?:\{"v":' + _NUM + rb',"EventId":' + _STR
              + rb',"ActionTaken":(?:true|false)\})?\]')
-_FEATURES = rb"\{(?:" + _STR + rb":" + _NUM + rb"(?:," + _STR + rb":" + _NUM + rb")*)?\}"
+# c.s and c._multi are matched loosely, for speed: _multi is decoded (and checked) with
+# json once per distinct value, c.s only when contexts are asked for. A loose group
+# cannot end inside a JSON string: the literal after it starts with an unescaped '"'.
+_FEATURES = rb"\{[^{}\n]*\}"
+_ACTIONS = rb"\[[^\]\n]*\]"
 _STRINGS = rb"\[(?:" + _STR + rb"(?:," + _STR + rb")*)?\]"
 _LINE = re.compile(
     rb'^\{"_label_cost":(' + _NUM + rb'),"_label_probability":(' + _NUM
@@ -70,7 +73,7 @@ _LINE = re.compile(
     + rb',"Timestamp":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}'
     rb'(?:\.[0-9]{1,6})?)Z","Version":' + _STR + rb',"EventId":' + _STR
     + rb',"a":\[(' + _INT + rb"(?:," + _INT + rb')*)\],"c":\{(?:"s":' + _FEATURES
-    + rb',)?"_multi":(\[(?:' + _ACTION + rb"(?:," + _ACTION + rb')*)?\])\},"p":\[('
+    + rb',)?"_multi":(' + _ACTIONS + rb')\},"p":\[('
     + _NUM + rb"(?:," + _NUM + rb')*)\],("experiment":(?:' + _STR + rb'|null),'
     rb'"policy_version":(?:' + _STR + rb"|null|" + _INT + rb')),"variants":('
     + _STRINGS + rb'|null),("targeted":(?:true|false),"default_reward":(?:true|false))'
@@ -149,8 +152,9 @@ class Archive(Iterable[LogChunk]):
             stats.files += 1
             line_number = 0
             for block in source.blocks(self._progress):
-                yield from reader.block(source.name, line_number, block)
-                line_number += block.count(b"\n")
+                newlines = block.count(b"\n")
+                yield from reader.block(source.name, line_number, block, newlines)
+                line_number += newlines
         yield from reader.finish()
         wanted = self._options.experiment
         if wanted is not None and wanted not in stats.experiments:
@@ -232,12 +236,14 @@ class _Reader:
         self.versions: dict[str | None, int] = {}
         self.chunk = _ChunkBuilder(options.chunk_size, self.versions)
 
-    def block(self, path: str, first_line: int, data: bytes) -> Iterator[LogChunk]:
+    def block(self, path: str, first_line: int, data: bytes,
+              newlines: int) -> Iterator[LogChunk]:
+        """The chunks completed by a block of whole lines (``newlines`` of them)."""
         rows = _LINE.findall(data)
         keep_text = self.options.contexts or self.options.lines
         texts: list[bytes] | None
         unread: list[tuple[int, str]] = []
-        if len(rows) == data.count(b"\n"):
+        if len(rows) == newlines:
             numbers: list[int] = list(range(first_line + 1, first_line + len(rows) + 1))
             texts = data.split(b"\n")[:-1] if keep_text else None
         else:  # a line off the fast layout: line by line

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import compress
+from itertools import compress, pairwise, repeat
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -83,7 +83,6 @@ _LINE = re.compile(
 _Fields = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes]
 _COST, _PROBABILITY, _ACTION_ID, _TIME, _ORDER, _MULTI, _P, _IDENT, _VARIANTS, _FLAGS = (
     range(10))
-_CACHE_LIMIT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,28 +212,102 @@ class _Layout:
     """
 
     arms: tuple[Arm, ...]
-    columns: IntArray
-    ids: IntArray
+    columns: list[int]
+    ids: list[int]
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Ident:
-    experiment: str | None
-    version: str | None
+class _Ids:
+    """Dense integer ids for the values met so far (experiments, versions, variant lists)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[Any, int] = {}
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> int:
+        found = self.ids.get(value)
+        if found is None:
+            found = self.ids[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+class _Tables:
+    """Per-id arrays of the decoded layouts and identities, for numpy look-ups by id.
+
+    One entry per distinct layout (action order × offered set × variant list) and per
+    (experiment, version): hundreds in practice, so the arrays are rebuilt as they grow.
+    """
+
+    def __init__(self) -> None:
+        self.layout_keys: dict[tuple[bytes, bytes, bytes], int] = {}
+        self.layouts: list[_Layout] = []
+        self.ident_keys: dict[bytes, int] = {}
+        self.ident_values: list[tuple[int, int]] = []
+        self.flag_keys: dict[bytes, int] = {}
+        self.experiments = _Ids()
+        self.versions = _Ids()
+        self.arm_lists = _Ids()
+        self._built = (-1, -1)
+
+    def layout_ids(self, keys: list[tuple[bytes, bytes, bytes]]) -> IntArray:
+        cache = self.layout_keys
+        for key in _new(keys, cache):
+            cache[key] = len(self.layouts)
+            self.layouts.append(_layout(*key))
+        return np.fromiter(map(cache.__getitem__, keys), dtype=np.intp, count=len(keys))
+
+    def ident_ids(self, keys: tuple[bytes, ...]) -> IntArray:
+        cache = self.ident_keys
+        for key in _new(keys, cache):
+            experiment, version = _ident(key)
+            cache[key] = len(self.ident_values)
+            self.ident_values.append((self.experiments(experiment), self.versions(version)))
+        return np.fromiter(map(cache.__getitem__, keys), dtype=np.intp, count=len(keys))
+
+    def flag_bits(self, keys: tuple[bytes, ...]) -> IntArray:
+        """Per row: 1 when targeted, + 2 when the reward was the default."""
+        cache = self.flag_keys
+        for key in _new(keys, cache):
+            cache[key] = (b'"targeted":true' in key) + 2 * (b'"default_reward":true' in key)
+        return np.fromiter(map(cache.__getitem__, keys), dtype=np.intp, count=len(keys))
+
+    def build(self) -> None:
+        """(Re)build the per-id arrays if ids were added since the last build."""
+        if self._built == (len(self.layouts), len(self.ident_values)):
+            return
+        layouts = self.layouts
+        count = len(layouts)
+        width = max((len(lay.ids) for lay in layouts), default=0)
+        self.size = np.array([len(lay.ids) for lay in layouts], dtype=np.intp)
+        self.width = np.array([len(lay.arms) for lay in layouts], dtype=np.intp)
+        self.broken = np.array([lay.error is not None for lay in layouts], dtype=bool)
+        self.arm_list = np.array([self.arm_lists(lay.arms) for lay in layouts], dtype=np.intp)
+        self.column = np.zeros((count, width), dtype=np.intp)
+        self.action_id = np.zeros((count, width), dtype=np.intp)
+        for i, lay in enumerate(layouts):
+            self.column[i, :len(lay.columns)] = lay.columns
+            self.action_id[i, :len(lay.ids)] = lay.ids
+        idents = np.array(self.ident_values, dtype=np.intp).reshape(-1, 2)
+        self.ident_experiment, self.ident_version = idents[:, 0], idents[:, 1]
+        self._built = (len(self.layouts), len(self.ident_values))
+
+
+def _new(keys: Iterable[Any], cache: dict[Any, int]) -> list[Any]:
+    """The keys not in ``cache``, each once, first seen first (ids follow the file order)."""
+    return [key for key in dict.fromkeys(keys) if key not in cache]
 
 
 class _Reader:
-    """Turns blocks of lines into chunks; keeps the caches and the chunk being filled."""
+    """Turns blocks of lines into chunks; keeps the decoded tables and the chunk being filled."""
 
     def __init__(self, options: _Options, stats: ReadStats) -> None:
         self.options = options
         self.stats = stats
-        self.layouts: dict[tuple[bytes, bytes, bytes], _Layout] = {}
-        self.idents: dict[bytes, _Ident] = {}
-        self.flags: dict[bytes, tuple[bool, bool]] = {}
-        self.versions: dict[str | None, int] = {}
-        self.chunk = _ChunkBuilder(options.chunk_size, self.versions)
+        self.tables = _Tables()
+        self.wanted = (-1 if options.experiment is None
+                       else self.tables.experiments(options.experiment))
+        self.chunk = _ChunkBuilder(options.chunk_size, self.tables)
 
     def block(self, path: str, first_line: int, data: bytes,
               newlines: int) -> Iterator[LogChunk]:
@@ -290,82 +363,59 @@ class _Reader:
             for number, message in unread:
                 self._bad(path, number, message)
             return
+        tables = self.tables
         columns = list(zip(*rows, strict=True))
-        layouts = self._layouts(columns)
-        idents = self._lookup(self.idents, columns[_IDENT], _ident)
-        flags = self._lookup(self.flags, columns[_FLAGS], _flags)
-        parsed = _parse(columns, layouts)
+        layout = tables.layout_ids(list(zip(columns[_ORDER], columns[_MULTI],
+                                            columns[_VARIANTS], strict=True)))
+        ident = tables.ident_ids(columns[_IDENT])
+        flags = tables.flag_bits(columns[_FLAGS])
+        tables.build()
+        parsed = _parse(columns, layout, tables)
         # Reported in line order, whichever check found them.
         for number, message in sorted(unread + [(numbers[r], m) for r, m in parsed.errors]):
             self._bad(path, number, message)
-        if parsed.errors:
-            good = parsed.good
-            idents = list(compress(idents, good))
-            flags = list(compress(flags, good))
-            layouts = list(compress(layouts, good))
-            if texts is not None:
-                texts = list(compress(texts, good))
-        if not layouts:
+        good = parsed.rows
+        if not good.size:
             return
-        experiments = [i.experiment for i in idents]
-        self._count_experiments(experiments)
-        keep = self._filter(parsed, experiments, flags)
-        defaults = np.fromiter((d for _, d in flags), dtype=bool, count=len(flags))
-        version = np.fromiter((self._version_id(i.version) for i in idents), dtype=np.intp,
-                              count=len(idents))
+        experiment = tables.ident_experiment[ident[good]]
+        self._count_experiments(experiment)
+        targeted = (flags[good] & 1).astype(bool)
+        default = (flags[good] & 2).astype(bool)
+        keep = self._filter(experiment, targeted, default, parsed.timestamp)
+        self.stats.default_rewards += int(default[keep].sum())
         kept = np.flatnonzero(keep)
-        self.stats.default_rewards += int(defaults[kept].sum())
-        arms = [layouts[i].arms for i in kept.tolist()]
         contexts: list[Context | None] | None = None
         lines: list[str] | None = None
         if texts is not None:
-            kept_texts = [texts[i].decode() for i in kept.tolist()]
+            kept_texts = [texts[i].decode() for i in good[kept].tolist()]
             lines = kept_texts if self.options.lines else None
             if self.options.contexts:
                 contexts = [from_dsjson(t)["context"] for t in kept_texts]
-        yield from self.chunk.add(self.stats, experiments=[experiments[i] for i in kept.tolist()],
-                                  arms=arms, parsed=parsed, rows=kept,
-                                  default_reward=defaults[kept], version=version[kept],
-                                  contexts=contexts, lines=lines)
+        yield from self.chunk.add(self.stats, _Rows(
+            experiment=experiment[kept], arm_list=tables.arm_list[layout[good[kept]]],
+            action=parsed.action[kept], propensity=parsed.propensity[kept],
+            logged=parsed.logged[kept], offered=parsed.offered[kept],
+            reward=parsed.reward[kept], timestamp=parsed.timestamp[kept],
+            default_reward=default[kept], version=tables.ident_version[ident[good[kept]]],
+            contexts=contexts, lines=lines))
 
-    def _layouts(self, columns: list[tuple[bytes, ...]]) -> list[_Layout]:
-        cache = self.layouts
-        keys = list(zip(columns[_ORDER], columns[_MULTI], columns[_VARIANTS], strict=True))
-        for key in set(keys).difference(cache):
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[key] = _layout(*key)
-        return list(map(cache.__getitem__, keys))
-
-    @staticmethod
-    def _lookup(cache: dict[bytes, Any], values: tuple[bytes, ...],
-                decode: Callable[[bytes], Any]) -> list[Any]:
-        for value in set(values).difference(cache):
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[value] = decode(value)
-        return list(map(cache.__getitem__, values))
-
-    def _version_id(self, version: str | None) -> int:
-        found = self.versions.get(version)
-        if found is None:
-            found = self.versions[version] = len(self.versions)
-        return found
-
-    def _count_experiments(self, experiments: list[str | None]) -> None:
+    def _count_experiments(self, experiment: IntArray) -> None:
         seen = self.stats.experiments
-        for name in dict.fromkeys(experiments):  # first seen first
-            seen[name] = seen.get(name, 0) + experiments.count(name)
+        names = self.tables.experiments.values
+        counts = np.bincount(experiment)
+        # First seen first: the order the ids were given.
+        for index in np.flatnonzero(counts).tolist():
+            seen[names[index]] = seen.get(names[index], 0) + int(counts[index])
         if self.options.experiment is None and len(seen) > 1:
             found = ", ".join(_experiment_name(e) for e in seen)
             raise ArchiveError(f"the archive holds more than one experiment ({found}); "
                                "choose the one to evaluate")
 
-    def _filter(self, parsed: _Parsed, experiments: list[str | None],
-                flags: list[tuple[bool, bool]]) -> BoolArray:
+    def _filter(self, experiment: IntArray, targeted: BoolArray, default: BoolArray,
+                timestamp: FloatArray) -> BoolArray:
         options = self.options
         excluded = self.stats.excluded
-        keep = np.ones(len(experiments), dtype=bool)
+        keep = np.ones(experiment.size, dtype=bool)
 
         def drop(reason: str, mask: BoolArray) -> None:
             hit = keep & mask
@@ -373,24 +423,22 @@ class _Reader:
             keep[hit] = False
 
         if options.experiment is not None:
-            drop("other_experiment", np.fromiter((e != options.experiment for e in experiments),
-                                                 dtype=bool, count=len(experiments)))
-        drop("targeted", np.fromiter((t for t, _ in flags), dtype=bool, count=len(flags)))
+            drop("other_experiment", experiment != self.wanted)
+        drop("targeted", targeted)
         if options.since is not None:
-            drop("before_since", parsed.timestamp < options.since)
+            drop("before_since", timestamp < options.since)
         if options.until is not None:
-            drop("after_until", parsed.timestamp >= options.until)
+            drop("after_until", timestamp >= options.until)
         if options.drop_default_rewards:
-            drop("default_reward", np.fromiter((d for _, d in flags), dtype=bool,
-                                               count=len(flags)))
+            drop("default_reward", default)
         return keep
 
 
 @dataclass(slots=True)
 class _Parsed:
-    """A block's numeric fields, good rows only, as arrays (``logged`` is rows × width)."""
+    """A block's numeric fields for its good rows (``rows``: their block indices)."""
 
-    good: list[bool]
+    rows: IntArray
     errors: list[tuple[int, str]]
     reward: FloatArray
     propensity: FloatArray
@@ -400,54 +448,62 @@ class _Parsed:
     offered: BoolArray
 
 
-def _parse(columns: list[tuple[bytes, ...]], layouts: list[_Layout]) -> _Parsed:
+def _parse(columns: list[tuple[bytes, ...]], layout: IntArray, tables: _Tables) -> _Parsed:
     """The numeric fields of a block in numpy, and the rows that fail a check."""
-    n = len(layouts)
+    n = layout.size
     errors: dict[int, str] = {}
-    for row, layout in enumerate(layouts):
-        if layout.error is not None:
-            errors[row] = layout.error
-    sizes = np.fromiter((lay.ids.size for lay in layouts), dtype=np.intp, count=n)
+    sizes = tables.size[layout]
+    for row in np.flatnonzero(tables.broken[layout]).tolist():
+        errors[row] = str(tables.layouts[layout[row]].error)
     # Counting commas is cheap and catches a p of the wrong length before the arrays
     # are laid out by it.
-    counts = np.fromiter(map(bytes.count, columns[_P], [b","] * n), dtype=np.intp,
+    counts = np.fromiter(map(bytes.count, columns[_P], repeat(b",")), dtype=np.intp,
                          count=n) + 1
     for row in np.flatnonzero(counts != sizes).tolist():
         errors.setdefault(row, f"'p' has {counts[row]} values for the "
                                f"{sizes[row]} actions in 'a'")
-    good = [row not in errors for row in range(n)] if errors else [True] * n
     if errors:
-        columns = [tuple(compress(c, good)) for c in columns]
-        layouts = list(compress(layouts, good))
-        sizes = sizes[np.asarray(good)]
-    rows = len(layouts)
-    reward = -_floats(columns[_COST])
-    propensity = _floats(columns[_PROBABILITY])
-    action = np.asarray(columns[_ACTION_ID], dtype=np.bytes_).astype(np.intp) if rows else (
-        np.zeros(0, dtype=np.intp))
+        fine = np.ones(n, dtype=bool)
+        fine[list(errors)] = False
+        rows = np.flatnonzero(fine)
+        p_text = b",".join(compress(columns[_P], fine.tolist()))
+    else:
+        rows = np.arange(n)
+        p_text = b",".join(columns[_P])
+    m = rows.size
+    if not m:
+        empty = np.zeros(0)
+        return _Parsed(rows, sorted(errors.items()), empty, empty, empty,
+                       np.zeros(0, dtype=np.intp), np.zeros((0, 0)), np.zeros((0, 0), bool))
+    kinds = layout[rows]
+    sizes = sizes[rows]
+    reward = -_floats(columns[_COST])[rows]
+    propensity = _floats(columns[_PROBABILITY])[rows]
+    action = np.asarray(columns[_ACTION_ID], dtype=np.bytes_).astype(np.intp)[rows]
     timestamp, bad_times = _timestamps(columns[_TIME])
-    p = _floats(b",".join(columns[_P]).split(b",")) if rows else np.zeros(0)
-    width = max((len(lay.arms) for lay in layouts), default=0)
-    row_of = np.repeat(np.arange(rows), sizes)
-    column_of = (np.concatenate([lay.columns for lay in layouts]) if rows
-                 else np.zeros(0, dtype=np.intp))
-    id_of = (np.concatenate([lay.ids for lay in layouts]) if rows
-             else np.zeros(0, dtype=np.intp))
-    logged = np.zeros((rows, width))
+    timestamp, bad_times = timestamp[rows], bad_times[rows]
+    p = _floats(p_text.split(b","))
+    # Row-major positions of the p values: the layouts' padded columns, masked by size.
+    present = np.arange(tables.column.shape[1]) < sizes[:, None]
+    row_of = np.broadcast_to(np.arange(m)[:, None], present.shape)[present]
+    column_of = tables.column[kinds][present]
+    id_of = tables.action_id[kinds][present]
+    width = int(tables.width[kinds].max())
+    logged = np.zeros((m, width))
     logged[row_of, column_of] = p
-    offered = np.zeros((rows, width), dtype=bool)
+    offered = np.zeros((m, width), dtype=bool)
     offered[row_of, column_of] = True
     chosen = id_of == action[row_of]
-    chosen_column = np.full(rows, -1, dtype=np.intp)
+    chosen_column = np.full(m, -1, dtype=np.intp)
     chosen_column[row_of[chosen]] = column_of[chosen]
-    chosen_p = np.full(rows, np.nan)
+    chosen_p = np.full(m, np.nan)
     chosen_p[row_of[chosen]] = p[chosen]
     starts = np.cumsum(sizes) - sizes
-    totals = np.add.reduceat(p, starts) if rows else np.zeros(0)
-    lowest = np.minimum.reduceat(p, starts) if rows else np.zeros(0)
+    totals = np.add.reduceat(p, starts)
+    lowest = np.minimum.reduceat(p, starts)
     # The checks, in the order a message is chosen: the first failing check names the row.
     checks: list[tuple[BoolArray, Callable[[int], str]]] = [
-        (bad_times, lambda r: f"Timestamp {columns[_TIME][r].decode()!r} is not an "
+        (bad_times, lambda r: f"Timestamp {columns[_TIME][rows[r]].decode()!r} is not an "
                               "ISO 8601 UTC time"),
         (chosen_column < 0, lambda r: f"_label_Action {action[r]} is not one of the "
                                       f"{sizes[r]} actions in 'a'"),
@@ -459,22 +515,20 @@ def _parse(columns: list[tuple[bytes, ...]], layouts: list[_Layout]) -> _Parsed:
         (~(np.abs(propensity - chosen_p) <= PROPENSITY_TOLERANCE),
          lambda r: f"_label_probability {float(propensity[r])!r} is not the chosen "
                    f"action's p {float(chosen_p[r])!r}"),
-        (~np.isfinite(reward), lambda r: f"the reward (-_label_cost) {float(reward[r])!r} is not "
-                                         "finite"),
+        (~np.isfinite(reward), lambda r: f"the reward (-_label_cost) {float(reward[r])!r} "
+                                         "is not finite"),
     ]
-    failing = np.zeros(rows, dtype=bool)
-    block_rows = np.flatnonzero(np.asarray(good)) if errors else np.arange(n)
+    failing = np.zeros(m, dtype=bool)
     for mask, message in checks:
         for r in np.flatnonzero(mask & ~failing).tolist():
-            errors[int(block_rows[r])] = message(r)
+            errors[int(rows[r])] = message(r)
         failing |= mask
     if failing.any():
         keep = ~failing
-        fail_rows = set(block_rows[failing].tolist())
-        good = [g and row not in fail_rows for row, g in enumerate(good)]
+        rows = rows[keep]
         reward, propensity, timestamp = reward[keep], propensity[keep], timestamp[keep]
         chosen_column, logged, offered = chosen_column[keep], logged[keep], offered[keep]
-    return _Parsed(good, sorted(errors.items()), reward, propensity, timestamp,
+    return _Parsed(rows, sorted(errors.items()), reward, propensity, timestamp,
                    chosen_column, logged, offered)
 
 
@@ -522,22 +576,18 @@ def _layout(order: bytes, multi: bytes, variants: bytes) -> _Layout:
                            f"{list(arms)}")
     if len(set(offered)) != len(offered):
         return _bad_layout(f"c._multi offers a variant twice: {offered}")
-    columns = np.array([index[offered[i - 1]] for i in ids], dtype=np.intp)
-    return _Layout(arms, columns, np.array(ids, dtype=np.intp))
+    return _Layout(arms, [index[offered[i - 1]] for i in ids], ids)
 
 
 def _bad_layout(message: str) -> _Layout:
-    return _Layout((), np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), message)
+    return _Layout((), [], [], message)
 
 
-def _ident(text: bytes) -> _Ident:
+def _ident(text: bytes) -> tuple[str | None, str | None]:
+    """(experiment, policy version) from the fast path's identity group."""
     record = json.loads(b"{" + text + b"}")
     version = record["policy_version"]
-    return _Ident(record["experiment"], None if version is None else str(version))
-
-
-def _flags(text: bytes) -> tuple[bool, bool]:
-    return b'"targeted":true' in text, b'"default_reward":true' in text
+    return record["experiment"], None if version is None else str(version)
 
 
 def _slow_fields(text: bytes) -> _Fields:
@@ -616,67 +666,78 @@ def _utc_iso(value: object) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Kept rows of a block, ready for chunks; ``experiment``/``arm_list``/``version`` are ids."""
+
+    experiment: IntArray
+    arm_list: IntArray
+    action: IntArray
+    propensity: FloatArray
+    logged: FloatArray
+    offered: BoolArray
+    reward: FloatArray
+    timestamp: FloatArray
+    default_reward: BoolArray
+    version: IntArray
+    contexts: list[Context | None] | None
+    lines: list[str] | None
+
+
 class _ChunkBuilder:
     """Collects kept rows into chunks of one experiment and variant list, ``size`` at most."""
 
-    def __init__(self, size: int, versions: dict[str | None, int]) -> None:
+    def __init__(self, size: int, tables: _Tables) -> None:
         self.size = size
-        self.versions = versions
-        self.key: tuple[str | None, tuple[Arm, ...]] | None = None
+        self.tables = tables
+        self.key: tuple[int, int] | None = None
         self.pieces: list[dict[str, Any]] = []
         self.count = 0
 
-    def add(self, stats: ReadStats, *, experiments: list[str | None],
-            arms: list[tuple[Arm, ...]], parsed: _Parsed, rows: IntArray,
-            default_reward: BoolArray, version: IntArray,
-            contexts: list[Context | None] | None,
-            lines: list[str] | None) -> Iterator[LogChunk]:
-        n = len(arms)
-        start = 0
-        while start < n:
-            key = (experiments[start], arms[start])
-            end = start + 1
-            # Runs of one key: compare neighbours (tuples are shared through the cache,
-            # so ``is`` answers nearly always).
-            while end < n and (arms[end] is key[1] or arms[end] == key[1]) and (
-                    experiments[end] == key[0]):
-                end += 1
+    def add(self, stats: ReadStats, rows: _Rows) -> Iterator[LogChunk]:
+        n = rows.experiment.size
+        if not n:
+            return
+        # Where (experiment, variant list) changes: each run goes to one chunk key.
+        changes = np.flatnonzero((rows.experiment[1:] != rows.experiment[:-1])
+                                 | (rows.arm_list[1:] != rows.arm_list[:-1])) + 1
+        bounds = [0, *changes.tolist(), n]
+        for start, end in pairwise(bounds):
+            key = (int(rows.experiment[start]), int(rows.arm_list[start]))
             if key != self.key:
                 yield from self.flush(stats)
                 self.key = key
+            width = len(self.tables.arm_lists.values[key[1]])
             while start < end:
                 take = min(end - start, self.size - self.count)
-                picked = rows[start:start + take]
-                width = len(key[1])
+                span = slice(start, start + take)
                 self.pieces.append({
-                    "action": parsed.action[picked], "propensity": parsed.propensity[picked],
-                    "logged": parsed.logged[picked, :width],
-                    "offered": parsed.offered[picked, :width],
-                    "reward": parsed.reward[picked], "timestamp": parsed.timestamp[picked],
-                    "default_reward": default_reward[start:start + take],
-                    "version": version[start:start + take],
-                    "contexts": contexts[start:start + take] if contexts is not None else None,
-                    "lines": lines[start:start + take] if lines is not None else None,
+                    "action": rows.action[span], "propensity": rows.propensity[span],
+                    "logged": rows.logged[span, :width], "offered": rows.offered[span, :width],
+                    "reward": rows.reward[span], "timestamp": rows.timestamp[span],
+                    "default_reward": rows.default_reward[span], "version": rows.version[span],
+                    "contexts": rows.contexts[span] if rows.contexts is not None else None,
+                    "lines": rows.lines[span] if rows.lines is not None else None,
                 })
                 self.count += take
                 start += take
                 if self.count >= self.size:
                     yield from self.flush(stats)
-                    self.key = key
 
     def flush(self, stats: ReadStats) -> Iterator[LogChunk]:
         if not self.pieces or self.key is None:
             return
         pieces, self.pieces, self.count = self.pieces, [], 0
-        experiment, arms = self.key
+        experiment, arm_list = self.key
 
         def joined(name: str) -> Any:
             return np.concatenate([piece[name] for piece in pieces])
 
-        names = {index: name for name, index in self.versions.items()}
         used, version = np.unique(joined("version"), return_inverse=True)
+        names = self.tables.versions.values
         chunk = LogChunk(
-            experiment=experiment, arms=arms, action=joined("action"),
+            experiment=self.tables.experiments.values[experiment],
+            arms=self.tables.arm_lists.values[arm_list], action=joined("action"),
             propensity=joined("propensity"), logged=joined("logged"), offered=joined("offered"),
             reward=joined("reward"), timestamp=joined("timestamp"),
             default_reward=joined("default_reward"), version=version.astype(np.intp),

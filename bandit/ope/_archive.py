@@ -192,7 +192,8 @@ def read_archive(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ArchiveError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     for name, bound in (("since", since), ("until", until)):
-        if bound is not None and not math.isfinite(bound):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)
+                                  or not math.isfinite(bound)):
             raise ArchiveError(f"{name} must be finite Unix seconds, got {bound!r}")
     options = _Options(experiment, since, until, drop_default_rewards, on_bad_line == "fail",
                        contexts, lines, chunk_size)
@@ -248,7 +249,11 @@ class _Tables:
         self.experiments = _Ids()
         self.versions = _Ids()
         self.arm_lists = _Ids()
-        self._built = (-1, -1)
+        empty = np.zeros(0, dtype=np.intp)
+        self.ident_experiment = self.ident_version = self.size = self.width = empty
+        self.arm_list = empty
+        self.broken = np.zeros(0, dtype=bool)
+        self.column = self.action_id = np.zeros((0, 0), dtype=np.intp)
 
     def layout_ids(self, keys: list[tuple[bytes, bytes, bytes]]) -> IntArray:
         cache = self.layout_keys
@@ -273,24 +278,23 @@ class _Tables:
         return np.fromiter(map(cache.__getitem__, keys), dtype=np.intp, count=len(keys))
 
     def build(self) -> None:
-        """(Re)build the per-id arrays if ids were added since the last build."""
-        if self._built == (len(self.layouts), len(self.ident_values)):
+        """Bring the per-id arrays up to date with the ids added since the last call."""
+        if len(self.ident_values) != len(self.ident_experiment):
+            idents = np.array(self.ident_values, dtype=np.intp).reshape(-1, 2)
+            self.ident_experiment, self.ident_version = idents[:, 0], idents[:, 1]
+        if len(self.layouts) == len(self.size):
             return
         layouts = self.layouts
-        count = len(layouts)
-        width = max((len(lay.ids) for lay in layouts), default=0)
+        width = max(len(lay.ids) for lay in layouts)
         self.size = np.array([len(lay.ids) for lay in layouts], dtype=np.intp)
         self.width = np.array([len(lay.arms) for lay in layouts], dtype=np.intp)
         self.broken = np.array([lay.error is not None for lay in layouts], dtype=bool)
         self.arm_list = np.array([self.arm_lists(lay.arms) for lay in layouts], dtype=np.intp)
-        self.column = np.zeros((count, width), dtype=np.intp)
-        self.action_id = np.zeros((count, width), dtype=np.intp)
+        self.column = np.zeros((len(layouts), width), dtype=np.intp)
+        self.action_id = np.zeros((len(layouts), width), dtype=np.intp)
         for i, lay in enumerate(layouts):
             self.column[i, :len(lay.columns)] = lay.columns
             self.action_id[i, :len(lay.ids)] = lay.ids
-        idents = np.array(self.ident_values, dtype=np.intp).reshape(-1, 2)
-        self.ident_experiment, self.ident_version = idents[:, 0], idents[:, 1]
-        self._built = (len(self.layouts), len(self.ident_values))
 
 
 def _new(keys: Iterable[Any], cache: dict[Any, int]) -> list[Any]:

@@ -346,8 +346,10 @@ def test_bad_lines_are_skipped_and_counted_with_file_and_line(tmp_path: Path) ->
     path = tmp_path / "a.json"
     # Blank lines are not lines; they keep the numbering.
     path.write_text("\n".join([good[0], *(line for line, _ in cases), "", good[1], good[2]]))
-    archive = read_archive(path)
-    assert len(chunk_rows(list(archive))) == 3
+    archive = read_archive(path, lines=True, contexts=True)
+    (chunk,) = list(archive)
+    assert chunk.lines == [good[0], good[1], good[2]]
+    assert chunk.contexts == [{"x": i, "plan": "gold"} for i in range(3)]
     stats = archive.stats
     assert stats.bad_lines == len(cases) == 14 and stats.lines == 17 and stats.events == 3
     assert len(stats.bad_examples) == 10

@@ -325,6 +325,8 @@ def bad_lines() -> list[tuple[str, str]]:
         ('["a list"]', "not one of our DSJSON lines: not a JSON object"),
         (json.dumps({k: v for k, v in good.items() if k != "p"}), "not one of our DSJSON lines"),
         (changed(p=[0.5, 0.25, 0.2]), "'p' is not a probability distribution"),
+        (changed(p=[0.5, 0.25, 0.250002]), "'p' is not a probability distribution"),
+        (changed(_label_probability=0.5 + 2e-9), "_label_probability 0.500000002 is not"),
         (changed(p=[0.5, 0.25]), "'p' has 2 values for the 3 actions"),
         (changed(p=[0.5, 0.75, -0.25]), "'p' is not a probability distribution"),
         (changed(_label_probability=0.4), "_label_probability 0.4 is not the chosen action's"),
@@ -343,15 +345,18 @@ def bad_lines() -> list[tuple[str, str]]:
 def test_bad_lines_are_skipped_and_counted_with_file_and_line(tmp_path: Path) -> None:
     cases = bad_lines()
     good = [to_dsjson(event(i)) for i in range(3)]
+    # Within the tolerances: 1e-10 off the chosen p, a pmf 1e-7 off 1.
+    good[1] = good[1].replace('"_label_probability":0.5', '"_label_probability":0.5000000001')
+    good[2] = good[2].replace('"p":[0.5,0.25,0.25]', '"p":[0.5,0.25,0.2500001]')
     path = tmp_path / "a.json"
     # Blank lines are not lines; they keep the numbering.
     path.write_text("\n".join([good[0], *(line for line, _ in cases), "", good[1], good[2]]))
     archive = read_archive(path, lines=True, contexts=True)
     (chunk,) = list(archive)
-    assert chunk.lines == [good[0], good[1], good[2]]
+    assert chunk.lines == good and "0.2500001" in good[2] and "0.5000000001" in good[1]
     assert chunk.contexts == [{"x": i, "plan": "gold"} for i in range(3)]
     stats = archive.stats
-    assert stats.bad_lines == len(cases) == 14 and stats.lines == 17 and stats.events == 3
+    assert stats.bad_lines == len(cases) == 16 and stats.lines == 19 and stats.events == 3
     assert len(stats.bad_examples) == 10
     for number, (example, (_, message)) in enumerate(
             zip(stats.bad_examples, cases, strict=False), start=2):
@@ -360,7 +365,7 @@ def test_bad_lines_are_skipped_and_counted_with_file_and_line(tmp_path: Path) ->
         assert example.message.startswith(message), (example.message, message)
 
 
-@pytest.mark.parametrize("case", range(14))
+@pytest.mark.parametrize("case", range(16))
 def test_each_bad_line_fails_with_file_and_line(tmp_path: Path, case: int) -> None:
     line, message = bad_lines()[case]
     path = tmp_path / "a.json"

@@ -1,13 +1,19 @@
 """Off-policy evaluation: what a candidate policy would have earned on logged decisions.
 
-- ``estimate``: IPS, SNIPS, DM and DR, each with an interval, over logged decisions;
-- ``LogChunk``: logged decisions as arrays, the unit the archive reader yields;
+- ``read_archive``: the decision archive (files, directories, globs, S3) as ``LogChunk``s;
+- ``replay``: candidate policies scored on those chunks in one pass (progressively,
+  for learning ones), each against the logging policy, beside the log's audit;
+- ``estimate``: IPS, SNIPS, DM and DR, each with an interval, over logged decisions
+  (a list of ``LoggedDecision`` or chunks);
 - ``Evaluation``: the same estimators over chunks, in flat memory, with each one's
   paired difference from the logging policy and the candidate's support;
 - ``LogAudit``: are the logged probabilities the ones the decisions were drawn from?
+- ``LogChunk``: logged decisions as arrays, the unit all of these exchange.
 """
 
+from ._archive import Archive, ArchiveError, BadLine, ReadStats, read_archive
 from ._audit import AuditResult, CalibrationRow, LogAudit, SampleRatioRow
+from ._candidates import Candidate, CandidateError
 from ._chunks import LogChunk
 from ._estimate import (
     ESTIMATORS,
@@ -22,21 +28,31 @@ from ._estimate import (
     estimate,
 )
 from ._json import interval_json
+from ._replay import ReplayResult, replay
+from ._series import LogSeries
 from ._streaming import BASELINE, Evaluation, EvaluationResult
 
 __all__ = [
     "BASELINE",
     "ESTIMATORS",
     "REWARD_MODELS",
+    "Archive",
+    "ArchiveError",
     "AuditResult",
+    "BadLine",
     "CalibrationRow",
+    "Candidate",
+    "CandidateError",
     "Estimate",
     "Evaluation",
     "EvaluationError",
     "EvaluationResult",
     "LogAudit",
     "LogChunk",
+    "LogSeries",
     "LoggedDecision",
+    "ReadStats",
+    "ReplayResult",
     "RewardFunction",
     "SampleRatioRow",
     "Target",
@@ -44,4 +60,6 @@ __all__ = [
     "TargetPolicy",
     "estimate",
     "interval_json",
+    "read_archive",
+    "replay",
 ]

@@ -73,6 +73,8 @@ class LiveOptions:
     reward_batch: int = 50
     reward_every_s: float = 0.5
     """Rewards are posted when ``reward_batch`` are waiting or this long has passed."""
+    archive_dir: str | None = None
+    """Where the joined decisions are archived as DSJSON (None: not archived)."""
 
 
 @dataclass
@@ -232,11 +234,15 @@ def endpoint_weights(client: Any, endpoint: str) -> dict[str, float]:
 # --------------------------------------------------------------------------- the loop
 
 
-def settings(*, push: bool, push_interval_s: float, seed: int) -> Any:
+def settings(*, push: bool, push_interval_s: float, seed: int,
+             archive_dir: str | None = None) -> Any:
     """The router's configuration, built in code."""
     from common.config import parse_settings
 
+    archive = {} if archive_dir is None else {"archive": {"path": archive_dir,
+                                                          "max_seconds": 15}}
     return parse_settings({
+        **archive,
         "store": "memory://",
         "decision_log": {"spool_path": os.path.join(tempfile.gettempdir(),
                                                     f"bandit-demo-{os.getpid()}.spool")},
@@ -309,7 +315,7 @@ class LiveDemo:
                 create_simulator(self._spec, self._dataset)))
             config = settings(push=state.moto_url is not None,
                               push_interval_s=self.options.push_interval_s,
-                              seed=self.options.seed)
+                              seed=self.options.seed, archive_dir=self.options.archive_dir)
             self._app = embedded_app(
                 config, environ={"BANDIT_ROUTER_WEBHOOK_SECRET": self._webhook_secret,
                                  "BANDIT_ROUTER_ADMIN_TOKEN": self._admin_token},

@@ -40,7 +40,8 @@ def _names(value: str, known: tuple[str, ...], option: str) -> list[str]:
 
 
 _OFFLINE_ONLY = ("--steps", "--policies", "--problems", "--batch", "--delay")
-_LIVE_ONLY = ("--requests", "--duration", "--concurrency", "--rate", "--push-interval")
+_LIVE_ONLY = ("--requests", "--duration", "--concurrency", "--rate", "--push-interval",
+              "--archive")
 
 
 def _misplaced(given: dict[str, object], offline: bool) -> None:
@@ -91,6 +92,10 @@ def demo(
     live: Annotated[bool | None, typer.Option(
         "--live/--no-live",
         help="Redraw a live view (default: when stdout is a terminal).")] = None,
+    archive: Annotated[Path | None, typer.Option(
+        file_okay=False,
+        help="Live: directory of the run's DSJSON archive, replayed at the end "
+             "(demo-archive/<UTC time>).")] = None,
 ) -> None:
     """The live loop: moto as SageMaker, the simulator, the router learning from rewards.
 
@@ -100,7 +105,7 @@ def demo(
     _misplaced({"--steps": steps, "--policies": policies, "--problems": problems,
                 "--batch": batch, "--delay": delay, "--requests": requests,
                 "--duration": duration, "--concurrency": concurrency, "--rate": rate,
-                "--push-interval": push_interval}, offline)
+                "--push-interval": push_interval, "--archive": archive}, offline)
     console = Console()
     show = console.is_terminal if live is None else live
     if offline:
@@ -119,8 +124,16 @@ def demo(
                           concurrency=8 if concurrency is None else concurrency,
                           rate=100.0 if rate is None else rate,
                           push_interval_s=5.0 if push_interval is None else push_interval,
-                          window=window or 500)
+                          window=window or 500,
+                          archive_dir=str(archive or _demo_archive_dir()))
     _live_demo(console, show, options)
+
+
+def _demo_archive_dir() -> Path:
+    """``demo-archive/<UTC time>``: a fresh directory per run, so a replay reads one run."""
+    from datetime import UTC, datetime
+
+    return Path("demo-archive") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _live_demo(console: Console, show: bool, options: LiveOptions) -> None:
@@ -150,6 +163,11 @@ def _live_demo(console: Console, show: bool, options: LiveOptions) -> None:
     console.print(summary_table(state))
     for line in summary_lines(state):
         console.print(line, highlight=False)
+    if options.archive_dir is not None:
+        from .demo_replay import replay_lines
+
+        for line in replay_lines(options.archive_dir, list(state.variants)):
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -249,6 +267,98 @@ def check_config(
     code = check(file)
     if code:
         raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    paths: Annotated[list[str], typer.Argument(
+        help="Archive files, directories, globs or s3://bucket/prefix (gzip too).",
+        show_default=False)],
+    policy: Annotated[list[str], typer.Option(
+        "--policy", help="A candidate: a type name, inline JSON or @file.yaml, optionally "
+                         "NAME=SPEC; repeat for several.", show_default=False)],
+    experiment: Annotated[str | None, typer.Option(
+        help="The experiment to evaluate (needed when the archive holds several).")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only decisions at or after this time (Unix seconds or ISO 8601, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Only decisions before this time (Unix seconds or ISO 8601, UTC).")] = None,
+    estimators: Annotated[str, typer.Option(
+        help="Comma-separated estimators: ips, snips, dm, dr.")] = "ips,snips,dm,dr",
+    clip: Annotated[float | None, typer.Option(
+        help="Cap importance weights at W > 0 (less variance, biased estimates).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object instead of the tables.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Also write a self-contained HTML report to this file.", dir_okay=False)]
+    = None,
+    on_bad_line: Annotated[str, typer.Option(
+        help="skip (count and go on) or fail (stop with exit 2) at a bad line.")] = "skip",
+    drop_default_rewards: Annotated[bool, typer.Option(
+        "--drop-default-rewards",
+        help="Leave out decisions whose reward was the configured default.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 when the log fails its calibration or sample-ratio "
+                         "check.")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the candidates.")] = 0,
+) -> None:
+    """What candidate policies would have earned on the logged decisions, with intervals.
+
+    Prints the trust audit of the log first, then per candidate IPS, SNIPS, DM and DR
+    with 95% intervals and the difference from the logging policy's own mean reward.
+    """
+    from bandit.ope import EvaluationError
+
+    from .replay import (
+        EXIT_UNTRUSTED,
+        ReplayOptions,
+        ReplayUsageError,
+        parse_candidates,
+        parse_estimators,
+        parse_time,
+        run,
+        untrusted,
+    )
+
+    if on_bad_line not in ("skip", "fail"):
+        raise typer.BadParameter("must be skip or fail", param_hint="'--on-bad-line'")
+    if clip is not None and not clip > 0:  # also refuses NaN
+        raise typer.BadParameter(f"must be a positive weight, got {clip}", param_hint="'--clip'")
+    console = Console(stderr=as_json)
+    try:
+        options = ReplayOptions(
+            paths=tuple(paths), candidates=tuple(parse_candidates(policy)),
+            experiment=experiment,
+            since=None if since is None else parse_time(since, "--since"),
+            until=None if until is None else parse_time(until, "--until"),
+            estimators=parse_estimators(estimators), clip=clip,
+            drop_default_rewards=drop_default_rewards, on_bad_line=on_bad_line, seed=seed)
+        from .replay_view import progress, render
+
+        document = run(options, progress=progress)
+    except (ReplayUsageError, EvaluationError) as exc:
+        print(f"bandit-router: error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if as_json:
+        import json
+
+        print(json.dumps(document, allow_nan=False))
+        if console.is_terminal:  # the tables for the person watching, the JSON for the pipe
+            render(document, console)
+    else:
+        render(document, Console())
+    if report is not None:
+        from .replay_report import ReportError, write_report
+
+        try:
+            write_report(document, report)
+        except ReportError as exc:
+            print(f"bandit-router: error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        if not as_json:
+            Console().print(f"report: {report}")
+    if strict and untrusted(document):
+        raise typer.Exit(EXIT_UNTRUSTED)
 
 
 def main() -> None:

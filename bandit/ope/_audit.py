@@ -10,16 +10,17 @@ drawn from *given the past*:
   offering v with μ_i(v) > 0, x_i = 1{a_i = v}/μ_i(v) has conditional mean 1 and
   conditional variance 1/μ_i(v) − 1. So Σ (x_i − 1) is a martingale whose
   variance Σ (1/μ_i(v) − 1) the log itself states, and the mean x̄ is compared
-  with 1 using that variance (a score test; steadier than the sample variance
-  when rare large 1/μ carry the sum). The sum is right-skewed (rare choices of
-  an unlikely variant), which normal tails underestimate just where a
-  multiple-testing threshold sits; the thresholds get the first-order
-  Cornish–Fisher correction z ± (z² − 1)γ/6 with the skewness γ that the log
-  also states: each x_i − 1 has third central moment (1 − μ)(1 − 2μ)/μ².
-  For a variant expected to be chosen 10 times, normal thresholds at the levels
-  below (α/m, m = 1 to 1,000 rows) reject 0.8 to 5.9 times the nominal rate, the
-  corrected ones 0.3 to 1.3 times (computed exactly from the binomial); rows
-  expected to be chosen fewer than ``MIN_EXPECTED`` times are not tested.
+  with 1 using that variance. The terms are far from normal where it matters:
+  right-skewed for an unlikely variant (rare choices worth 1/μ), and for a
+  near-certain one almost constant (chosen every time, each worth 1/μ ≈ 1.01),
+  where normal thresholds, even skew-corrected, fail honest logs. So the
+  thresholds come from Freedman's inequality (Freedman 1975), valid for any
+  martingale with bounded increments: P(S ≥ t) ≤ exp(−t²/(2(V + bt/3))) with V the
+  stated variance and b the largest increment, 1/μ − 1 above and 1 below. An
+  honest log fails a row with probability at most its level, whatever the μ and
+  however few the events; the price is power: the thresholds are ≈ √(2 log(2/α))
+  standard errors, against the normal z_{α/2} (3.2 against 2.5 at α = 0.0125).
+  Rows expected to be chosen fewer than ``MIN_EXPECTED`` times are not tested.
 - **sample ratio**, per (experiment, policy version): the counts O_v of each
   variant taken against E_v = Σ_i μ_i(v). Their difference has covariance
   Σ_i (diag(μ_i) − μ_i μ_iᵀ), known from the log, and (O − E)ᵀ Σ⁺ (O − E) is
@@ -45,12 +46,10 @@ fails", is the same (both reject first at min p < α/m); only which rows are
 flagged after the first differs, and Bonferroni's per-row level makes each
 row's interval a simultaneous one that holds 1 exactly when the row is ok.
 Power: at n events offering a variant with probability μ, its calibration row
-catches a mean off 1 by δ with probability ≈ Φ(δ/se − z_{α/2m}), se = √((1/μ − 1)/n);
-80% needs δ ≈ (z_{α/2m} + 0.84)·se. For μ = ⅓ and n = 10,000 (se = 0.014):
-δ = 0.047 with 4 tested rows (one version, three variants), 0.061 with 100, 0.069
-with 1,000. Measured on that one-version log: a mean of 1.05 is caught in 87% of
-logs, 1.04 in 66%. A logger writing 1.2·μ(v) renormalised (a mean of 0.89 for v
-at μ = ⅓) fails every time at that size.
+catches a mean off 1 by δ once n·δ passes the Freedman threshold, about
+√(2 log(2m/α)·(1/μ − 1)/n) for m tested rows: for μ = ⅓ and n = 10,000, δ ≈ 0.064
+with 4 tested rows, 0.075 with 100. A logger writing 1.2·μ(v) renormalised (a mean
+of 0.89 for v at μ = ⅓) fails every time at that size.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -94,8 +92,8 @@ _EXACT_TOLERANCE = 1e-9
 class CalibrationRow:
     """The mean of 1{chosen = v}/μ(v) over ``n`` events offering ``variant``: 1 if honest.
 
-    ``lower``/``upper`` hold the mean's simultaneous interval (the null's variance,
-    skew-corrected, at the Bonferroni level): ``ok`` exactly when it holds 1.
+    ``lower``/``upper`` hold the mean's simultaneous interval (Freedman's bounds
+    with the null's variance, at the Bonferroni level): ``ok`` exactly when it holds 1.
     ``tested`` is False when the variant was expected to be chosen fewer than
     ``MIN_EXPECTED`` times: reported, never failed.
     """
@@ -186,7 +184,7 @@ class _VersionSums:
     offered: FloatArray = field(default_factory=lambda: np.zeros(0))  # events with μ(v) > 0
     inverse: FloatArray = field(default_factory=lambda: np.zeros(0))  # Σ 1{a = v}/μ(v)
     variance: FloatArray = field(default_factory=lambda: np.zeros(0))  # Σ 1/μ(v) − 1
-    third: FloatArray = field(default_factory=lambda: np.zeros(0))  # Σ (1 − μ)(1 − 2μ)/μ²
+    largest: FloatArray = field(default_factory=lambda: np.zeros(0))  # max 1/μ(v) − 1
     observed: FloatArray = field(default_factory=lambda: np.zeros(0))  # Σ 1{a = v}
     expected: FloatArray = field(default_factory=lambda: np.zeros(0))  # Σ μ(v)
     outer: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # Σ μ μᵀ
@@ -197,7 +195,7 @@ class _VersionSums:
             self.arms.setdefault(arm, len(self.arms))
         grow = len(self.arms) - old
         if grow:
-            for name in ("offered", "inverse", "variance", "third", "observed", "expected"):
+            for name in ("offered", "inverse", "variance", "largest", "observed", "expected"):
                 setattr(self, name, np.concatenate([getattr(self, name), np.zeros(grow)]))
             self.outer = np.pad(self.outer, ((0, grow), (0, grow)))
         return np.fromiter((self.arms[arm] for arm in arms), np.intp, len(arms))
@@ -208,19 +206,19 @@ class _VersionSums:
         inverse = np.divide(1.0, logged, out=np.zeros_like(logged), where=positive)
         chosen = np.zeros_like(logged)
         chosen[rows, action] = inverse[rows, action]
-        third = np.where(positive, (1.0 - logged) * (1.0 - 2.0 * logged) * inverse * inverse, 0.0)
         np.add.at(self.offered, columns, positive.sum(axis=0))
         np.add.at(self.inverse, columns, chosen.sum(axis=0))
         np.add.at(self.variance, columns, (inverse - positive).sum(axis=0))
-        np.add.at(self.third, columns, third.sum(axis=0))
+        np.maximum.at(self.largest, columns, (inverse - positive).max(axis=0))
         np.add.at(self.observed, columns, np.bincount(action, minlength=columns.size))
         np.add.at(self.expected, columns, logged.sum(axis=0))
         self.outer[np.ix_(columns, columns)] += logged.T @ logged
 
     def merge(self, other: _VersionSums) -> None:
         columns = self.columns(list(other.arms))
-        for name in ("offered", "inverse", "variance", "third", "observed", "expected"):
+        for name in ("offered", "inverse", "variance", "observed", "expected"):
             np.add.at(getattr(self, name), columns, getattr(other, name))
+        np.maximum.at(self.largest, columns, other.largest)
         self.outer[np.ix_(columns, columns)] += other.outer
 
 
@@ -278,10 +276,9 @@ class LogAudit:
         tested = sum(_calibration_tested(sums, column) for _, _, column, sums in calibration)
         tested += sum(len(cells) > 0 for _, _, cells in ratios)
         level = self._alpha / tested if tested else self._alpha
-        z = NormalDist().inv_cdf(1.0 - level / 2.0)
         return AuditResult(
             tuple(self._smallest.tolist()),
-            tuple(_calibration_row(key, arm, column, sums, z)
+            tuple(_calibration_row(key, arm, column, sums, level)
                   for key, arm, column, sums in calibration),
             tuple(_ratio_row(key, sums, cells, level) for key, sums, cells in ratios),
             level,
@@ -311,9 +308,14 @@ def _calibration_tested(sums: _VersionSums, column: int) -> bool:
 
 
 def _calibration_row(
-    key: tuple[str | None, str | None], arm: Arm, column: int, sums: _VersionSums, z: float
+    key: tuple[str | None, str | None], arm: Arm, column: int, sums: _VersionSums, level: float
 ) -> CalibrationRow:
-    """mean ± the Cornish–Fisher thresholds: 1 + z_lo·se ≤ mean ≤ 1 + z_hi·se is ok."""
+    """ok when S = Σ (x_i − 1) lies within Freedman's thresholds at ``level`` (two-sided).
+
+    Each tail at level/2: P(S ≥ t) ≤ exp(−t²/(2(V + bt/3))) = level/2 solves to
+    t = Lb/3 + √((Lb/3)² + 2LV) with L = log(2/level); b = max(1/μ − 1) above, 1 below.
+    The interval is the mean's: [mean − t_above/n, mean + t_below/n].
+    """
     n = int(sums.offered[column])
     mean = float(sums.inverse[column]) / n
     variance = float(sums.variance[column])
@@ -321,13 +323,18 @@ def _calibration_row(
     if variance <= 0.0:  # μ = 1 on every event: x is 1, nothing is random
         return CalibrationRow(*key, arm, n, mean, mean, mean,
                               abs(mean - 1.0) <= _EXACT_TOLERANCE, tested)
-    std_error = math.sqrt(variance) / n
-    skew = float(sums.third[column]) / variance ** 1.5
-    shift = (z * z - 1.0) * skew / 6.0
-    low, high = -z + shift, z + shift
-    lower, upper = mean - high * std_error, mean - low * std_error
+    log_term = math.log(2.0 / level)
+    above = _freedman_threshold(variance, float(sums.largest[column]), log_term)
+    below = _freedman_threshold(variance, 1.0, log_term)
+    lower, upper = mean - above / n, mean + below / n
     ok = (not tested) or lower <= 1.0 <= upper
     return CalibrationRow(*key, arm, n, mean, lower, upper, ok, tested)
+
+
+def _freedman_threshold(variance: float, bound: float, log_term: float) -> float:
+    """The t with exp(−t²/(2(V + bt/3))) = exp(−log_term)."""
+    linear = log_term * bound / 3.0
+    return linear + math.sqrt(linear * linear + 2.0 * log_term * variance)
 
 
 def _ratio_cells(sums: _VersionSums) -> list[list[int]]:

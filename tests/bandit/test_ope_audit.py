@@ -62,13 +62,13 @@ def test_calibration_is_the_mean_of_chosen_over_logged_probability() -> None:
         assert (row.experiment, row.policy_version, row.n) == ("demo", "1", 600)
         assert row.mean == pytest.approx(count / mu / 600)
         assert row.tested
-        # 4 tested rows (3 variants, 1 sample ratio): each at 0.1/4. Skewness of
-        # B/μ − 1 is (1 − 2μ)/√(μ(1 − μ)) per event, over √600 for the mean.
-        z = stats.norm.ppf(1 - 0.1 / 4 / 2)
-        se = math.sqrt((1 / mu - 1) / 600)
-        shift = (z * z - 1) * (1 - 2 * mu) / math.sqrt(mu * (1 - mu)) / math.sqrt(600) / 6
-        assert row.lower == pytest.approx(row.mean - (z + shift) * se)
-        assert row.upper == pytest.approx(row.mean + (z - shift) * se)
+        # 4 tested rows (3 variants, 1 sample ratio): each at 0.1/4, each tail at half.
+        # Freedman: exp(−t²/(2(V + bt/3))) = 0.1/8 with V = 600(1/μ − 1), b = 1/μ − 1
+        # above and 1 below, solved for t by brute force here.
+        variance, log_term = 600 * (1 / mu - 1), math.log(8 / 0.1)
+        for bound, side in ((1 / mu - 1, row.mean - row.lower), (1.0, row.upper - row.mean)):
+            t = side * 600
+            assert t * t / (2 * (variance + bound * t / 3)) == pytest.approx(log_term)
     assert result.row_level == pytest.approx(0.1 / 4)
 
 
@@ -152,25 +152,53 @@ def test_an_honest_adaptive_logger_passes_with_a_hundred_versions() -> None:
     assert ratio >= 0.92
 
 
-@pytest.mark.parametrize(("lie", "at_most"), [("inflate", 0.1), ("stale", 0.05)])
-def test_a_logger_writing_other_probabilities_fails(lie: Lie, at_most: float) -> None:
+@pytest.mark.parametrize(("lie", "calibration_at_most", "ratio_at_most"),
+                         [("inflate", 0.25, 0.1), ("stale", 0.05, 0.05)])
+def test_a_logger_writing_other_probabilities_fails(lie: Lie, calibration_at_most: float,
+                                                    ratio_at_most: float) -> None:
     # 10 versions of 1,000 events. "inflate" writes 1.2·p(A) renormalised; A is the
     # worst arm (p(A) near the 0.05 floor) so B and C carry most of the evidence, at
     # a mean of 1 + 0.2·p(A) ≈ 1.01; the pooled rows see it: measured pass rates
-    # 0.02 (calibration) and 0.013 (sample ratio) over 300 runs. "stale" writes the
-    # previous version's probabilities: measured 0.0 and 0.0.
+    # 0.11 (calibration, whose Freedman thresholds trade power for validity) and
+    # 0.013 (sample ratio) over 100 runs. "stale" writes the previous version's
+    # probabilities: measured 0.0 and 0.0.
     calibration, ratio = pass_rates(lie, 100, batch=1000)
-    assert calibration <= at_most
-    assert ratio <= at_most
+    assert calibration <= calibration_at_most
+    assert ratio <= ratio_at_most
 
 
-def test_power_against_a_five_percent_miscalibration_at_ten_thousand_events() -> None:
-    # One version, μ = ⅓ logged for every variant, A drawn with 0.35 = 1.05/3:
-    # A's mean is 1.05. 4 tested rows; the normal power at z = 2.50 and
-    # se = √(2/10,000) = 0.0141 is Φ(0.05/0.0141 − 2.50) = 0.85. Measured 0.87.
+@pytest.mark.parametrize(("logged", "n", "versions"), [([0.995, 0.0025, 0.0025], 50, 100),
+                                                      ([0.98, 0.01, 0.01], 100, 50),
+                                                      ([0.9, 0.09, 0.01], 2000, 3)])
+def test_honest_logs_pass_with_near_certain_and_unlikely_variants(logged: list[float], n: int,
+                                                                  versions: int) -> None:
+    # The terms are nothing like normal here: a near-certain variant chosen every
+    # time (0.995⁵⁰ = 0.78) makes a mean of 1/μ ≈ 1.005, an unlikely one is usually
+    # under 1 and now and then far above it. With many versions (many rows, so a
+    # strict per-row level) normal thresholds, even skew-corrected, failed the first
+    # case on most runs (a live demo's honest log too); Freedman's may fail
+    # an honest log at most at the family's level, 0.05.
+    runs = 100
+    failed = 0
+    names = tuple(str(v) for v in range(versions))
+    for seed in range(runs):
+        audit = LogAudit()
+        for version in range(versions):
+            part = constant_chunk(logged, logged, n, seed=seed * versions + version)
+            audit.add(replace(part, version=np.full(n, version, np.intp), versions=names))
+        failed += not audit.result().calibration_ok
+    assert failed / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)
+
+
+def test_power_against_a_seven_percent_miscalibration_at_ten_thousand_events() -> None:
+    # One version, μ = ⅓ logged for every variant, A drawn with 0.3567 = 1.07/3:
+    # A's mean is 1.07, S = Σ(x − 1) ≈ 700 with sd √(10,000·(9·0.3567 − 1.07²)) = 145.
+    # 4 tested rows, each tail at 0.05/8: Freedman's threshold above (V = 20,000,
+    # b = 2) is t = 3.38 + √(3.38² + 2·5.075·20,000) = 454, so the power is
+    # Φ((700 − 454)/145) = 0.955.
     runs, caught = 200, 0
     for seed in range(runs):
         audit = LogAudit()
-        audit.add(constant_chunk([1 / 3] * 3, [0.35, 0.325, 0.325], 10_000, seed=seed))
+        audit.add(constant_chunk([1 / 3] * 3, [0.3567, 0.32165, 0.32165], 10_000, seed=seed))
         caught += not audit.result().calibration_ok
-    assert caught / runs >= 0.78  # 0.85 − 3 sd (sd 0.025)
+    assert caught / runs >= 0.91  # 0.955 − 3 sd (sd 0.015)

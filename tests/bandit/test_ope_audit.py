@@ -176,7 +176,7 @@ def test_honest_logs_pass_with_near_certain_and_unlikely_variants(logged: list[f
     # time (0.995⁵⁰ = 0.78) makes a mean of 1/μ ≈ 1.005, an unlikely one is usually
     # under 1 and now and then far above it. With many versions (many rows, so a
     # strict per-row level) normal thresholds, even skew-corrected, failed the first
-    # case on most runs (a live demo's honest log too); Freedman's may fail
+    # case far more often than its level (a live demo's honest log too); Freedman's may fail
     # an honest log at most at the family's level, 0.05.
     runs = 100
     failed = 0

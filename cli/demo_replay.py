@@ -46,6 +46,10 @@ def replay_lines(archive_dir: str, variants: Sequence[str]) -> list[str]:
         f"{-gain['lower']:+.3f}]); its own mean {baseline['value']:.3f}",
         f"compare other policies on it: {command}",
     ]
+    support = document["candidates"][EQUAL_SPLIT]["support"]
+    if support["biased"]:
+        lines.append(f"(on {support['unsupported_events']:,} decisions the bandit gave a variant "
+                     "probability 0, where the split's estimate rests on DR's reward model alone)")
     if not document["audit"].get("calibration", {}).get("ok", True):
         lines.append("warning: the archive failed its calibration check; see the command above")
     return lines

@@ -175,8 +175,8 @@ def exclusions(result: Mapping[str, Any]) -> list[tuple[str, int]]:
 def warnings(result: Mapping[str, Any]) -> list[str]:
     """The audit's warnings, plus one per flagged candidate that none of them names.
 
-    A candidate is flagged when its estimate is biased (it puts mass on variants the
-    log never offered) or its effective sample size is low; the evaluation usually
+    A candidate is flagged when its estimate is biased (it puts probability where the
+    logging policy gave none) or its effective sample size is low; the evaluation usually
     says so in ``audit.warnings`` already, and then that wording is kept.
     """
     given = [str(text) for text in sequence(mapping(result.get("audit")).get("warnings"))]
@@ -188,8 +188,8 @@ def warnings(result: Mapping[str, Any]) -> list[str]:
         if support.get("biased") is True and not any("bias" in text for text in named):
             mass = finite(support.get("unsupported_mass"))
             share = f" ({mass:.1%} of its probability mass)" if mass is not None else ""
-            found.append(f"candidate '{name}' puts mass on variants the log never "
-                         f"offered{share}: its estimates are biased")
+            found.append(f"candidate '{name}' puts probability where the logging policy "
+                         f"gave none{share}: its estimates are biased")
         if fields.get("low_ess") is True and not any(_LOW_ESS.search(text) for text in named):
             found.append(f"candidate '{name}' has a low effective sample size: its "
                          f"estimates rest on few events")

@@ -427,8 +427,8 @@ def _histograms(result: Mapping[str, Any]) -> str:
                else "<p>No probabilities were logged.</p>")
     return (f'<section id="probabilities"><h2>Logging probabilities per variant</h2>'
             f'<p class="lead">How likely the logging policy was to choose each variant, over '
-            f"the events that offered it. Mass near 0 makes large importance weights; a "
-            f"variant never offered cannot be evaluated.</p>{content}</section>\n")
+            f"the events that offered it. Mass near 0 makes large importance weights; where "
+            f"it is 0, the log says nothing about that variant.</p>{content}</section>\n")
 
 
 def _footer() -> str:

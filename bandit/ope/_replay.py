@@ -67,8 +67,8 @@ class ReplayResult:
                                      "low_ess": self.low_ess(name)}
             candidates[name] = entry
             if result.biased:
-                warnings.append(f"candidate {name!r} puts mass on variants the log never "
-                                f"offered ({result.unsupported_events:,} events): biased")
+                warnings.append(f"candidate {name!r} puts probability where the logging policy "
+                                f"gave none ({result.unsupported_events:,} events): biased")
             if entry["low_ess"]:
                 warnings.append(f"candidate {name!r} has a low effective sample size: its "
                                 "estimates rest on few events")

@@ -26,6 +26,7 @@ ESTIMATOR_NAMES = {
 
 # Why events were left out of the evaluation, per ``audit.excluded`` key.
 EXCLUSION_REASONS = {
+    "duplicate": "duplicates (an event archived twice)",
     "targeted": "targeted (the caller chose the variant)",
     "other_experiment": "other experiments",
     "before_since": "before --since",

@@ -22,9 +22,13 @@ offered variant among the line's ``variants``. A line failing one is a bad line
 (skipped and counted, or an ``ArchiveError`` with ``on_bad_line="fail"``).
 
 Filters, each excluded event counted once under the first that applies, in this
-order: ``other_experiment``, ``targeted`` (always: the caller chose, so the line
-holds no exploration), ``before_since``, ``after_until`` (Unix seconds; ``until``
-is exclusive), ``default_reward`` (with ``drop_default_rewards``).
+order: ``duplicate`` (an ``EventId`` read again among the last ``RECENT_IDS``
+events: the archiver writes at least once, and after an ingester restart it may
+write again what the previous process had written, at most one file's worth, which
+with the default 64 MiB files is ≈ 150,000 lines), ``other_experiment``,
+``targeted`` (always: the caller chose, so the line holds no exploration),
+``before_since``, ``after_until`` (Unix seconds; ``until`` is exclusive),
+``default_reward`` (with ``drop_default_rewards``).
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ __all__ = ["Archive", "ArchiveError", "BadLine", "ReadStats", "read_archive"]
 PMF_TOLERANCE = 1e-6
 PROPENSITY_TOLERANCE = 1e-9
 BAD_EXAMPLES = 10
-EXCLUSION_REASONS = ("targeted", "other_experiment", "before_since", "after_until",
-                     "default_reward")
+EXCLUSION_REASONS = ("duplicate", "targeted", "other_experiment", "before_since",
+                     "after_until", "default_reward")
+RECENT_IDS = 1 << 18
+"""How many recent event ids the duplicate filter remembers (at least; up to twice)."""
 
 # The fast path: one line exactly as to_dsjson writes it; strings without escapes.
 _STR = rb'"[^"\\\n]*"'
@@ -71,7 +77,7 @@ _LINE = re.compile(
     rb'^\{"_label_cost":(' + _NUM + rb'),"_label_probability":(' + _NUM
     + rb'),"_label_Action":(' + _INT + rb'),"_labelIndex":' + _INT + rb',"o":' + _OBSERVED
     + rb',"Timestamp":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}'
-    rb'(?:\.[0-9]{1,6})?)Z","Version":' + _STR + rb',"EventId":' + _STR
+    rb'(?:\.[0-9]{1,6})?)Z","Version":' + _STR + rb',"EventId":(' + _STR + rb')'
     + rb',"a":\[(' + _INT + rb"(?:," + _INT + rb')*)\],"c":\{(?:"s":' + _FEATURES
     + rb',)?"_multi":(' + _ACTIONS + rb')\},"p":\[('
     + _NUM + rb"(?:," + _NUM + rb')*)\],("experiment":(?:' + _STR + rb'|null),'
@@ -80,9 +86,9 @@ _LINE = re.compile(
     rb'(?:,"dropped_features":' + _STRINGS + rb")?\}\r?$", re.MULTILINE)
 
 # A line's fields as bytes, in the fast path's group order.
-_Fields = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes]
-_COST, _PROBABILITY, _ACTION_ID, _TIME, _ORDER, _MULTI, _P, _IDENT, _VARIANTS, _FLAGS = (
-    range(10))
+_Fields = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes]
+(_COST, _PROBABILITY, _ACTION_ID, _TIME, _EVENT_ID, _ORDER, _MULTI, _P, _IDENT, _VARIANTS,
+ _FLAGS) = range(11)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +308,33 @@ def _new(keys: Iterable[Any], cache: dict[Any, int]) -> list[Any]:
     return [key for key in dict.fromkeys(keys) if key not in cache]
 
 
+class _RecentIds:
+    """The event ids of the last ``size`` to 2·``size`` events, in two generations.
+
+    Membership and insertion are set operations over a block's ids, so the filter
+    costs a fraction of a microsecond per line and its memory is bounded.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._current: set[bytes] = set()
+        self._previous: set[bytes] = set()
+
+    def repeated(self, ids: list[bytes]) -> BoolArray:
+        """Which of ``ids`` were seen before (earlier in this list included); remembers them."""
+        current, previous = self._current, self._previous
+        seen = [i in current or i in previous for i in ids]
+        if len(set(ids)) != len(ids):  # repeats within the block: in order, one by one
+            first: set[bytes] = set()
+            for index, event_id in enumerate(ids):
+                seen[index] = seen[index] or event_id in first
+                first.add(event_id)
+        current.update(ids)
+        if len(current) >= self._size:
+            self._previous, self._current = current, set()
+        return np.asarray(seen, dtype=bool)
+
+
 class _Reader:
     """Turns blocks of lines into chunks; keeps the decoded tables and the chunk being filled."""
 
@@ -312,6 +345,7 @@ class _Reader:
         self.wanted = (-1 if options.experiment is None
                        else self.tables.experiments(options.experiment))
         self.chunk = _ChunkBuilder(options.chunk_size, self.tables)
+        self.recent = _RecentIds(RECENT_IDS)
 
     def block(self, path: str, first_line: int, data: bytes,
               newlines: int) -> Iterator[LogChunk]:
@@ -382,10 +416,11 @@ class _Reader:
         if not good.size:
             return
         experiment = tables.ident_experiment[ident[good]]
-        self._count_experiments(experiment)
+        repeated = self.recent.repeated([columns[_EVENT_ID][i] for i in good.tolist()])
+        self._count_experiments(experiment[~repeated])
         targeted = (flags[good] & 1).astype(bool)
         default = (flags[good] & 2).astype(bool)
-        keep = self._filter(experiment, targeted, default, parsed.timestamp)
+        keep = self._filter(repeated, experiment, targeted, default, parsed.timestamp)
         self.stats.default_rewards += int(default[keep].sum())
         kept = np.flatnonzero(keep)
         contexts: list[Context | None] | None = None
@@ -415,8 +450,8 @@ class _Reader:
             raise ArchiveError(f"the archive holds more than one experiment ({found}); "
                                "choose the one to evaluate")
 
-    def _filter(self, experiment: IntArray, targeted: BoolArray, default: BoolArray,
-                timestamp: FloatArray) -> BoolArray:
+    def _filter(self, repeated: BoolArray, experiment: IntArray, targeted: BoolArray,
+                default: BoolArray, timestamp: FloatArray) -> BoolArray:
         options = self.options
         excluded = self.stats.excluded
         keep = np.ones(experiment.size, dtype=bool)
@@ -426,6 +461,7 @@ class _Reader:
             excluded[reason] += int(hit.sum())
             keep[hit] = False
 
+        drop("duplicate", repeated)
         if options.experiment is not None:
             drop("other_experiment", experiment != self.wanted)
         drop("targeted", targeted)
@@ -625,6 +661,8 @@ def _slow_fields(text: bytes) -> _Fields:
         _check(_is_number(cost) and _is_number(probability) and _is_int(action),
                "_label_cost, _label_probability and _label_Action must be numbers")
         stamp = _utc_iso(record["Timestamp"])
+        event_id = record["EventId"]
+        _check(isinstance(event_id, str), "EventId is not a string")
         targeted, default = record.get("targeted", False), record.get("default_reward", False)
         _check(isinstance(targeted, bool) and isinstance(default, bool),
                "targeted and default_reward must be true or false")
@@ -637,7 +675,7 @@ def _slow_fields(text: bytes) -> _Fields:
         return json.dumps(value, separators=(",", ":")).encode()
 
     return (repr(float(cost)).encode(), repr(float(probability)).encode(), b"%d" % action,
-            stamp.encode(), b",".join(b"%d" % i for i in order), dump(multi),
+            stamp.encode(), dump(event_id), b",".join(b"%d" % i for i in order), dump(multi),
             b",".join(repr(float(x)).encode() for x in p),
             b'"experiment":' + dump(experiment) + b',"policy_version":' + dump(version),
             dump(variants),

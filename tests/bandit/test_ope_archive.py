@@ -122,8 +122,8 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
     assert chunks[0].versions == ("1", "2", "7") and chunks[1].versions == ("3",)
     stats = archive.stats
     assert (stats.files, stats.lines, stats.events, stats.bad_lines) == (1, 8, 7, 0)
-    assert stats.excluded == {"targeted": 1, "other_experiment": 0, "before_since": 0,
-                              "after_until": 0, "default_reward": 0}
+    assert stats.excluded == {"duplicate": 0, "targeted": 1, "other_experiment": 0,
+                              "before_since": 0, "after_until": 0, "default_reward": 0}
     assert stats.default_rewards == 1 and stats.experiments == {"churn": 8}
 
 
@@ -290,7 +290,7 @@ def test_every_filter_and_its_count(tmp_path: Path) -> None:
     rows = chunk_rows(list(archive))
     assert [r["timestamp"] - T0 for r in rows] == [
         i for i in range(2, 18) if i % 4 and i != 5]
-    assert archive.stats.excluded == {"other_experiment": 3, "targeted": 1,
+    assert archive.stats.excluded == {"duplicate": 0, "other_experiment": 3, "targeted": 1,
                                       "before_since": 2, "after_until": 2,
                                       "default_reward": 4}
     assert archive.stats.experiments == {"churn": 20, "pricing": 3}
@@ -437,3 +437,25 @@ def test_to_dsjson_lines_take_the_fast_path() -> None:
               event(11, experiment=None, policy_version=None)]
     for e in events:
         assert _LINE.match((to_dsjson(e) + "\n").encode()), to_dsjson(e)
+
+
+def test_events_archived_twice_count_once(tmp_path: Path) -> None:
+    # The archiver writes at least once: after an ingester restart the events since the
+    # last saved offset are written again, into the next file. A replay must count them
+    # once, whichever path (fast layout or JSON) reads the repeated lines.
+    first = [event(i) for i in range(10)]
+    again = [event(i) for i in range(6, 10)] + [event(i) for i in range(10, 14)]
+    write_lines(tmp_path / "churn-20240501T120000-000001.json", first)
+    second = write_lines(tmp_path / "churn-20240501T120500-000002.json", again)
+    # One repeated line in another key order (the slow path), one repeated within the file.
+    lines = second.read_text().splitlines()
+    record = json.loads(lines[0])
+    lines[0] = json.dumps(dict(reversed(list(record.items()))))
+    lines.append(lines[-1])
+    second.write_text("\n".join(lines) + "\n")
+    archive = read_archive(tmp_path)
+    rows = chunk_rows(list(archive))
+    assert [r["timestamp"] - T0 for r in rows] == list(range(14))
+    assert archive.stats.excluded["duplicate"] == 5
+    assert archive.stats.lines == 19 and archive.stats.events == 14
+    assert archive.stats.experiments == {"churn": 14}

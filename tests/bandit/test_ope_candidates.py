@@ -15,7 +15,7 @@ import vowpalwabbit
 
 from bandit import BanditError, Feedback, Policy, make_policy, sample
 from bandit.dsjson import ReplayEvent, from_dsjson, to_dsjson
-from bandit.ope import EvaluationError, LogChunk
+from bandit.ope import EvaluationError, LogChunk, read_archive
 from bandit.ope._candidates import Candidate, CandidateError
 
 # The experiment's variant list over the log: an arm added, then one removed.
@@ -169,6 +169,20 @@ def test_vw_candidate_predicts_what_vws_own_driver_predicts(
     assert np.abs(pi - expected).max() < 1e-6
     assert np.abs(np.diff(pi, axis=0)).max() > 0.01
     assert candidate.skipped == 0
+
+
+def test_vw_candidate_over_read_archive_predicts_what_vws_own_driver_predicts(
+        archive: Path, tmp_path: Path) -> None:
+    # The whole path the replay command takes: the file through read_archive's chunks.
+    spec, args = VW_CANDIDATES[0]
+    expected = vw_driver(archive, f"--save_resume --random_seed 5 {args}", tmp_path)
+    candidate = Candidate("vw", spec, seed=5)
+    rows = []
+    for chunk in read_archive(archive, lines=True, chunk_size=700):
+        full = np.zeros((len(chunk), 4))
+        full[:, ["ABCD".index(arm) for arm in chunk.arms]] = candidate.probabilities(chunk)
+        rows.append(full)
+    assert np.abs(np.vstack(rows) - expected).max() < 1e-6
 
 
 @pytest.mark.parametrize("spec", [

@@ -8,9 +8,8 @@ probability to log. P(best) is computed by numerical integration
 once per state and eligible set, identical after a snapshot round trip, and the
 probability the router samples with is the one it logs.
 
-``samples`` (the number of Monte-Carlo draws when P(best) was estimated by
-sampling) is still accepted and range-checked, so existing configurations and
-snapshots keep working, but it no longer changes anything.
+``samples`` is accepted for compatibility with existing configurations and
+snapshots, range-checked (100 to 1,000,000) and ignored: the integral needs no draws.
 
 Families:
 

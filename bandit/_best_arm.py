@@ -4,21 +4,22 @@ With independent posteriors of densities f_j and CDFs F_j,
 
     P(k is best) = ∫ f_k(x) · Π_{j≠k} F_j(x) dx
 
-(the probability Thompson sampling plays k; Chapelle & Li 2011, and Scott 2010 for
-computing it by numerical integration rather than by draws). Only densities are
-needed in closed form: each F_j is the running integral of f_j on the same nodes.
+(the probability that Thompson sampling plays k; Chapelle & Li 2011). Only the
+densities are needed in closed form: each F_j is the running integral of f_j on
+the same nodes.
 
 The nodes are the union of one set per arm, placed in the arm's own units around
-its mode: steps of half a scale over ±6 scales, then geometric steps (ratio 1.3)
-out to where the arm's density vanishes or the other arms' nodes end, so every arm
-is resolved wherever the integrand lives, from n = 0 to n = 10⁷. Each panel is
-integrated with the Hermite-corrected trapezoid rule h/2·(g_a + g_b) + h²/12·(g'_a
-− g'_b), exact for cubics, error h⁵g⁗/720 (Davis & Rabinowitz 1984, §2.9). Since each
-mode is a node, every panel lies on one monotone side of each density, so a CDF
-increment is clipped into [h·min, h·max] of its end values: a coarse far panel
-cannot add mass. The mass beyond the outermost nodes comes from the tails'
-closed forms; each density is normalised by its own computed total, so no
-normalising constant (and no log-gamma) is evaluated.
+its mode: steps of half a scale over ±5 scales, then geometric steps (ratio 1.25,
+which also follows a t tail's power law) out to where the widest arm is negligible,
+so every arm is resolved wherever the integrand lives, from n = 0 to n = 10⁷.
+Each panel is integrated with the Hermite-corrected trapezoid rule
+h/2·(g_a + g_b) + h²/12·(g'_a − g'_b), exact for cubics, error h⁵g⁗/720 (Davis &
+Rabinowitz 1984, §2.9). Since each mode is a node, every panel lies on one
+monotone side of each density, so a CDF increment is kept within [0, h·(g_a +
+g_b)]: a long panel through another arm's far tail cannot add mass. The mass
+beyond the outermost nodes comes from the tails' closed forms; each density is
+normalised by its own computed total, so no normalising constant (no log-gamma)
+is evaluated.
 
 Two families, matching ``thompson``'s posteriors:
 
@@ -28,8 +29,8 @@ Two families, matching ``thompson``'s posteriors:
 - ``student_t_best_probabilities``: location-scale Student-t with ν_j degrees of
   freedom (ν may be fractional, e.g. discounted counts), integrated in x.
 
-Both return non-negative weights summing to 1 up to the quadrature error (well
-under 10⁻⁴ in the cases the tests cover).
+Both return non-negative weights summing to 1 up to the quadrature error (about
+10⁻⁴ at worst in the cases the tests cover; each P is within 2·10⁻⁴ of scipy).
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ from ._policy import FloatArray
 
 BoolArray = npt.NDArray[np.bool_]
 
-_BULK_STEP = 0.75
-_BULK_EDGE = 5.25
-_TAIL_RATIO = 1.5
+_BULK_STEP = 0.5
+_BULK_EDGE = 5.0
+_TAIL_RATIO = 1.25
 _TAIL_EDGE = 1e8
 _bulk = np.arange(_BULK_STEP, _BULK_EDGE + _BULK_STEP / 2, _BULK_STEP)
 _tail = _BULK_EDGE * _TAIL_RATIO ** np.arange(
@@ -57,8 +58,8 @@ _NEGATIVE = np.minimum(_OFFSETS, 0.0)
 _POSITIVE = np.maximum(_OFFSETS, 0.0)
 _OFFSET_LIST = _OFFSETS.tolist()
 # A density below e^-30 of its peak is negligible: that sets how far an arm
-# "reaches". Its nodes stop at 25 reaches, well past where a light tail underflows
-# and where a heavy (t) tail still carries mass that could matter.
+# "reaches". Every arm's nodes go one offset past the longest reach (for a t tail
+# with ν ≤ 1, as far as the offsets go).
 _NEGLIGIBLE = 30.0
 _TINY = 1e-300
 

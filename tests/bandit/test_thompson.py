@@ -111,6 +111,22 @@ def test_beta_matches_monte_carlo(case: str) -> None:
     assert np.abs(ours / ours.sum() - frequencies).max() < 1e-3
 
 
+def test_beta_with_tiny_shapes_matches_draws_taken_in_logit_space() -> None:
+    # With α or β = 0.01 most draws round to exactly 0 or 1 in floating point, so
+    # plain draws tie; logit(X) = log G_α − log G_β (X = G_α / (G_α + G_β)) does not,
+    # with log G_k = log G_{k+1} + log(U)/k (Marsaglia & Tsang 2000).
+    alpha, beta = np.array([0.01, 1.01, 0.01, 0.05]), np.array([0.01, 0.01, 1.01, 0.3])
+    rng = np.random.default_rng(20261204)
+
+    def log_gamma(shape: float) -> np.ndarray:
+        return np.log(rng.gamma(shape + 1.0, size=DRAWS)) + np.log(rng.random(DRAWS)) / shape
+
+    logits = np.stack([log_gamma(a) - log_gamma(b) for a, b in zip(alpha, beta, strict=True)])
+    frequencies = np.bincount(logits.argmax(axis=0), minlength=alpha.size) / DRAWS
+    ours = beta_best_probabilities(alpha, beta)
+    assert np.abs(ours / ours.sum() - frequencies).max() < 1e-3
+
+
 @pytest.mark.parametrize("case", ["no data (Cauchy)", "n = 10^7 near tie beside no data",
                                   "fractional dof < 1"])
 def test_student_t_matches_monte_carlo(case: str) -> None:

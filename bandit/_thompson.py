@@ -2,10 +2,14 @@
 
 Sampling an arm with probability P(arm is best | data) is exactly Thompson
 sampling (Thompson 1933; Chapelle & Li 2011), and it gives the router an honest
-probability to log. P(best) is estimated by ``samples`` Monte-Carlo draws from a
-generator seeded by (seed, version, offered arms), so the answer is a pure
-function of the state: computed once per state and eligible set, identical
-after a snapshot round trip, and unbiased across states.
+probability to log. P(best) is computed by numerical integration
+(``bandit._best_arm``: P(k best) = ∫ f_k Π_{j≠k} F_j, accurate to well under
+10⁻³), so the answer is an exact, deterministic function of the state: computed
+once per state and eligible set, identical after a snapshot round trip, and the
+probability the router samples with is the one it logs.
+
+``samples`` is accepted for compatibility with existing configurations and
+snapshots, range-checked (100 to 1,000,000) and ignored: the integral needs no draws.
 
 Families:
 
@@ -15,18 +19,18 @@ Families:
   which keeps the posterior mean at the empirical mean.
 - ``gaussian`` (any finite reward): the mean's posterior under a normal model
   with unknown variance and a conjugate prior worth ``weight`` pseudo-observations
-  of mean ``mean`` and variance ``variance``; drawn as
-  ``m + sqrt(s²/n') · t(n')`` (Student-t with n' = n + weight degrees of freedom).
+  of mean ``mean`` and variance ``variance``: ``m + sqrt(s²/n') · t(n')``
+  (Student-t with n' = n + weight degrees of freedom).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from ._arm_stats import read_discount
+from ._best_arm import beta_best_probabilities, student_t_best_probabilities
 from ._change_detection import read_change_detection
 from ._context_free import ContextFreePolicy
 from ._errors import FeedbackError, SpecError
@@ -35,6 +39,7 @@ from ._registry import register
 from ._spec import SpecReader
 from ._types import Arm, Context, Feedback
 
+# Accepted for compatibility only (see the module docstring).
 DEFAULT_SAMPLES = 2000
 
 
@@ -84,9 +89,19 @@ class ThompsonPolicy(ContextFreePolicy):
         if len(offered) == 1:
             return np.ones(1)
         index = [self._arms.index(arm) for arm in offered]
-        draws = self._posterior_draws(index, self._generator(offered))
-        winners = draws.argmax(axis=1)
-        return np.bincount(winners, minlength=len(offered)).astype(np.float64)
+        prior = self.params["prior"]
+        n = self.stats.n[index]
+        total = self.stats.total[index]
+        if self.params["family"] == "beta":
+            # Discounting and float error can push n - S a hair below 0.
+            return beta_best_probabilities(prior["alpha"] + total,
+                                           prior["beta"] + np.maximum(n - total, 0.0))
+        weight = prior["weight"]
+        n_post = n + weight
+        mean = (total + weight * prior["mean"]) / n_post
+        second = self.stats.total_sq[index] + weight * (prior["variance"] + prior["mean"] ** 2)
+        variance = np.maximum(second / n_post - mean**2, 1e-12)
+        return student_t_best_probabilities(mean, np.sqrt(variance / n_post), n_post)
 
     def posterior_means(self) -> FloatArray:
         """Each arm's posterior mean reward, in arm order."""
@@ -99,26 +114,3 @@ class ThompsonPolicy(ContextFreePolicy):
         weight = prior["weight"]
         return np.asarray((stats.total + weight * prior["mean"]) / (stats.n + weight),
                           dtype=np.float64)
-
-    def _generator(self, offered: tuple[Arm, ...]) -> np.random.Generator:
-        # The seed is a function of the state alone, so equal states give equal answers.
-        digest = hashlib.blake2b("\x1f".join(offered).encode(), digest_size=8).digest()
-        return np.random.default_rng([self.seed, self.version, int.from_bytes(digest, "big")])
-
-    def _posterior_draws(self, index: list[int], rng: np.random.Generator) -> FloatArray:
-        samples = int(self.params["samples"])
-        prior = self.params["prior"]
-        n = self.stats.n[index]
-        total = self.stats.total[index]
-        if self.params["family"] == "beta":
-            alpha = prior["alpha"] + total
-            # Discounting and float error can push n - S a hair below 0.
-            beta = prior["beta"] + np.maximum(n - total, 0.0)
-            return rng.beta(alpha, beta, size=(samples, len(index)))
-        weight = prior["weight"]
-        n_post = n + weight
-        mean = (total + weight * prior["mean"]) / n_post
-        second = (self.stats.total_sq[index] + weight * (prior["variance"] + prior["mean"] ** 2))
-        variance = np.maximum(second / n_post - mean**2, 1e-12)
-        t = rng.standard_t(n_post, size=(samples, len(index)))
-        return np.asarray(mean + np.sqrt(variance / n_post) * t, dtype=np.float64)

@@ -13,8 +13,8 @@ so two decision figures are given:
 - **cached**: the state has not changed since the last decision: the router's
   hot path (a router serves many requests per snapshot);
 - **after update**: the first decision after an update, which recomputes the
-  probabilities (Thompson draws ``samples`` posterior vectors to estimate
-  P(best)); a router pays it once per new snapshot, the simulation's per-step
+  probabilities (Thompson integrates P(best) over the posteriors); a router
+  pays it once per new snapshot, the simulation's per-step
   loop once per update.
 
 References, measured in the same run and interleaved with ours round by round:

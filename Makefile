@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck bench clean system-deps
+.PHONY: test demo docs lint typecheck bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: lint typecheck system-deps
 
 demo: $(STAMP)
 	$(BIN)/bandit-router demo
+
+# docs/configuration.md is generated from the config models (tests/test_docs.py checks it).
+docs: $(STAMP)
+	$(BIN)/python -m common.config_reference --write docs/configuration.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/decide.py

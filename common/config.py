@@ -129,19 +129,46 @@ def _reinit(detail: ErrorDetails) -> InitErrorDetails:
 class ExperimentConfig(ConfigModel):
     """One experiment: an endpoint, its variants, a policy and how it learns."""
 
-    name: Slug
-    endpoint: SageMakerName
-    backend: Literal["sagemaker", "http"] = "sagemaker"
-    seed: Annotated[StrictInt, Field(ge=0)] = 0
+    name: Annotated[Slug, Field(
+        description="The experiment's name: in the decisions and admin URLs, the archive's "
+                    "file names, metrics labels and every logged event.")]
+    endpoint: Annotated[SageMakerName, Field(
+        description="The SageMaker endpoint name: callers invoke "
+                    "`/endpoints/<endpoint>/invocations` on the router, which invokes this "
+                    "endpoint's variants (and pushes weights to it).")]
+    backend: Literal["sagemaker", "http"] = Field(
+        default="sagemaker",
+        description="`sagemaker`: InvokeEndpoint with the chosen "
+                    "`TargetVariant`, signed with the default AWS credential "
+                    "chain; `http`: a plain POST to each variant's `url`.")
+    seed: Annotated[StrictInt, Field(
+        ge=0, description="The seed of the policy's own randomness.")] = 0
     # Lengths are checked in the validators: a min_length would also fire, wrongly, when
     # an item is bad (pydantic counts the items that validated).
-    variants: tuple[VariantConfig, ...]
-    policy: dict[str, Any]
-    context: ContextConfig = Field(default_factory=lambda: ContextConfig.model_validate({}))
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    guardrails: GuardrailConfig | None = Field(default_factory=GuardrailConfig)
-    weights_push: WeightsPushConfig = Field(default_factory=WeightsPushConfig)
-    learn_from_targeted: StrictBool = False
+    variants: tuple[VariantConfig, ...] = Field(
+        description="The production variants the bandit chooses among, at least one, "
+                    "distinct names.")
+    policy: dict[str, Any] = Field(
+        description="The policy spec: `type` (`static`, `epsilon_greedy`, `thompson`, "
+                    "`ucb1`, `online_cover`, `vw`) and that type's keys; checked by building "
+                    "the policy over the variants.")
+    context: ContextConfig = Field(
+        default_factory=lambda: ContextConfig.model_validate({}),
+        description="Where a decision's features come from.")
+    reward: RewardConfig = Field(
+        default_factory=RewardConfig,
+        description="The reward range, the join window and how repeated rewards combine.")
+    guardrails: GuardrailConfig | None = Field(
+        default_factory=GuardrailConfig,
+        description="Suspend a variant that errors or is slow, then probe it back; null "
+                    "disables.")
+    weights_push: WeightsPushConfig = Field(
+        default_factory=WeightsPushConfig,
+        description="Pushing the learned split to the endpoint's variant weights.")
+    learn_from_targeted: StrictBool = Field(
+        default=False,
+        description="Learn from decisions the caller targeted (`TargetVariant`, "
+                    "logged with probability 1); they are archived either way.")
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -217,10 +244,19 @@ def _raw_names(data: Any) -> list[str]:
 class Settings(ConfigModel):
     """The whole configuration file."""
 
-    store: StoreUrl = "memory://"
-    experiments: tuple[ExperimentConfig, ...]
-    archive: ArchiveConfig | None = None
-    decision_log: DecisionLogConfig = Field(default_factory=DecisionLogConfig)
+    store: StoreUrl = Field(
+        default="memory://",
+        description="`memory://`: everything in one process, and `serve` runs the learning "
+                    "loop itself; `redis://host:port/db` (or `rediss://` for TLS): the log, "
+                    "registry and snapshots shared by router replicas and `ingest`.")
+    experiments: tuple[ExperimentConfig, ...] = Field(
+        description="At least one; names and endpoints must be distinct.")
+    archive: ArchiveConfig | None = Field(
+        default=None,
+        description="Where joined events are archived as DSJSON; null: not archived.")
+    decision_log: DecisionLogConfig = Field(
+        default_factory=DecisionLogConfig,
+        description="The decision log's bounds and its spool for Redis outages.")
 
     @field_validator("experiments")
     @classmethod

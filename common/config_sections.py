@@ -48,6 +48,7 @@ def _checked(pattern: str, rule: str, max_len: int) -> AfterValidator:
             raise invalid(f"must be {rule}, got {value!r}")
         return value
 
+    check.__doc__ = rule  # the format, as the configuration reference states it
     return AfterValidator(check)
 
 
@@ -67,6 +68,7 @@ PositiveFloat = Annotated[StrictFloat, Field(gt=0)]
 
 
 def _check_http_url(url: str) -> str:
+    """an http:// or https:// URL with a host"""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise invalid(f"must be an http:// or https:// URL with a host, got {url!r}")
@@ -74,6 +76,7 @@ def _check_http_url(url: str) -> str:
 
 
 def _check_store(url: str) -> str:
+    """`memory://`, or `redis://host:port/db` / `rediss://host:port/db` (TLS) with a numeric db"""
     if url == "memory://":
         return url
     parts = urlsplit(url)
@@ -93,6 +96,7 @@ StoreUrl = Annotated[StrictStr, AfterValidator(_check_store)]
 
 
 def _check_archive_path(path: str) -> str:
+    """a directory, or `s3://bucket/prefix`"""
     if not path:
         raise invalid("must be a directory or s3://bucket/prefix")
     if path.startswith("s3:") and not urlsplit(path).netloc:
@@ -104,6 +108,7 @@ _JSON_POINTER = re.compile(r"(/([^~/]|~[01])*)+")
 
 
 def _check_pointer(pointer: str) -> str:
+    """an RFC 6901 JSON pointer"""
     if _JSON_POINTER.fullmatch(pointer) is None:
         raise invalid("must be a JSON pointer (RFC 6901) such as /features/age "
                       f"('~' only as ~0 or ~1), got {pointer!r}")
@@ -119,9 +124,19 @@ class ConfigModel(BaseModel):
 class VariantConfig(ConfigModel):
     """One production variant; ``url`` only for the http backend."""
 
-    name: Annotated[SageMakerName, Field(description="SageMaker production variant name")]
-    url: Annotated[StrictStr, AfterValidator(_check_http_url)] | None = None
-    initial_weight: Annotated[StrictFloat, Field(ge=0)] | None = None
+    name: Annotated[SageMakerName, Field(
+        description="The production variant's name, as the SageMaker endpoint knows it; an "
+                    "arm of the policy and the `InvokedProductionVariant` callers see.")]
+    url: Annotated[StrictStr, AfterValidator(_check_http_url)] | None = Field(
+        default=None,
+        description="The model server's URL the router POSTs the request body to; "
+                    "required with `backend: http`, refused with `sagemaker` "
+                    "(SageMaker routes by variant name).")
+    initial_weight: Annotated[StrictFloat, Field(ge=0)] | None = Field(
+        default=None,
+        description="Accepted and kept in the registry for compatibility; no "
+                    "component reads it (the policy's own `weights` or prior set the "
+                    "starting split).")
 
 
 def pointer_segments(pointer: str) -> tuple[str, ...]:
@@ -132,8 +147,12 @@ def pointer_segments(pointer: str) -> tuple[str, ...]:
 class PointerFeature(ConfigModel):
     """A feature read from a JSON body; written as ``/path`` or ``{pointer, name}``."""
 
-    pointer: Annotated[StrictStr, AfterValidator(_check_pointer)]
-    name: FeatureName | None = None
+    pointer: Annotated[StrictStr, AfterValidator(_check_pointer), Field(
+        description="An RFC 6901 JSON pointer into the request body, e.g. `/features/age` "
+                    "(`~` only as `~0`, `/` in a key as `~1`).")]
+    name: FeatureName | None = Field(
+        default=None,
+        description="The feature's name; by default the pointer's last segment.")
 
     @model_validator(mode="before")
     @classmethod
@@ -155,8 +174,12 @@ class PointerFeature(ConfigModel):
 class ColumnFeature(ConfigModel):
     """A feature read from a CSV column; written as ``3`` or ``{column, name}``."""
 
-    column: Annotated[StrictInt, Field(ge=0, le=65_535)]
-    name: FeatureName | None = None
+    column: Annotated[StrictInt, Field(
+        ge=0, le=65_535, description="The 0-based column of the body's first CSV line; a "
+                                     "cell that reads as a finite number becomes one.")]
+    name: FeatureName | None = Field(
+        default=None,
+        description="The feature's name; by default `c<column>`.")
 
     @model_validator(mode="before")
     @classmethod
@@ -172,12 +195,29 @@ class ColumnFeature(ConfigModel):
 class ContextConfig(ConfigModel):
     """Where a decision's features come from, and the bounds on the header's JSON."""
 
-    source: Literal["header", "json", "csv"] = Field("header", alias="from")
-    pointers: tuple[PointerFeature, ...] = ()
-    columns: tuple[ColumnFeature, ...] = ()
-    max_bytes: Annotated[StrictInt, Field(ge=2, le=MIB)] = 8192
-    max_depth: Annotated[StrictInt, Field(ge=1, le=64)] = 4
-    max_keys: Annotated[StrictInt, Field(ge=1, le=100_000)] = 256
+    source: Literal["header", "json", "csv"] = Field(
+        default="header", alias="from",
+        description="`header`: the `X-Bandit-Context` header, a JSON object; `json`: values "
+                    "picked from a JSON body by `pointers`; `csv`: cells of the body's first "
+                    "CSV line by `columns`. With `json` or `csv` the header, when sent, adds "
+                    "its features too (a name given by both is refused).")
+    pointers: tuple[PointerFeature, ...] = Field(
+        default=(),
+        description="With `from: json` (and only then, at least one): the features, each "
+                    "written as `/a/pointer` or `{pointer, name}`; names must be distinct.")
+    columns: tuple[ColumnFeature, ...] = Field(
+        default=(),
+        description="With `from: csv` (and only then, at least one): the features, each "
+                    "written as a column index or `{column, name}`; names must be distinct.")
+    max_bytes: Annotated[StrictInt, Field(
+        ge=2, le=MIB, description="The largest `X-Bandit-Context` header, in bytes; a larger "
+                                  "one is a 400 ValidationError.")] = 8192
+    max_depth: Annotated[StrictInt, Field(
+        ge=1, le=64, description="The deepest nesting of objects and arrays in the header's "
+                                 "JSON (a flat object is depth 1).")] = 4
+    max_keys: Annotated[StrictInt, Field(
+        ge=1, le=100_000, description="The most keys in the header's JSON, counted over "
+                                      "every nesting level.")] = 256
 
     @model_validator(mode="after")
     def _consistent(self) -> ContextConfig:
@@ -206,11 +246,25 @@ class ContextConfig(ConfigModel):
 class RewardConfig(ConfigModel):
     """The reward range, the default when none arrives in time, and how repeats combine."""
 
-    min: StrictFloat = 0.0
-    max: StrictFloat = 1.0
-    default: StrictFloat | None = 0.0
-    wait_seconds: PositiveFloat = 600.0
-    aggregate: Literal["first", "sum", "max", "mean"] = "first"
+    min: Annotated[StrictFloat, Field(
+        description="The smallest valid reward; the webhook refuses (422) and the joiner "
+                    "drops (`out_of_range`) anything below it.")] = 0.0
+    max: Annotated[StrictFloat, Field(
+        description="The largest valid reward; must be above `min`.")] = 1.0
+    default: StrictFloat | None = Field(
+        default=0.0,
+        description="The reward a decision is learned with when none arrived within "
+                    "`wait_seconds` (archived with `default_reward: true`); in "
+                    "[`min`, `max`], or null: such a decision is not learned.")
+    wait_seconds: Annotated[PositiveFloat, Field(
+        description="The join window: how long after a decision its rewards are awaited; "
+                    "a reward after it is counted `late` and not learned.")] = 600.0
+    aggregate: Literal["first", "sum", "max", "mean"] = Field(
+        default="first",
+        description="How rewards for one event combine: `first` joins as soon as one "
+                    "arrives (later ones are `late`); `sum`, `max` and `mean` wait "
+                    "for the window to close. Distinct rewards for one event need "
+                    "distinct `reward_id`s.")
 
     @model_validator(mode="after")
     def _in_range(self) -> RewardConfig:
@@ -227,30 +281,55 @@ class RewardConfig(ConfigModel):
 class GuardrailConfig(ConfigModel):
     """When to suspend a variant (see ``router.guardrails``); ``guardrails: null`` disables."""
 
-    error_rate: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.5
-    p99_ms: PositiveFloat = 5000.0
-    window_s: PositiveFloat = 60.0
-    cooldown_s: PositiveFloat = 120.0
-    min_requests: Annotated[StrictInt, Field(ge=1)] = 20
-    probe_share: Annotated[StrictFloat, Field(gt=0, le=0.5)] = 0.05
+    error_rate: Annotated[StrictFloat, Field(
+        gt=0, le=1, description="A variant whose share of failed invocations in the window "
+                                "reaches this is suspended (probability 0).")] = 0.5
+    p99_ms: Annotated[PositiveFloat, Field(
+        description="A variant whose p99 latency in the window reaches this many "
+                    "milliseconds is suspended.")] = 5000.0
+    window_s: Annotated[PositiveFloat, Field(
+        description="The rolling window of outcomes and latencies, in seconds.")] = 60.0
+    cooldown_s: Annotated[PositiveFloat, Field(
+        description="Seconds a suspended variant waits before it is probed.")] = 120.0
+    min_requests: Annotated[StrictInt, Field(
+        ge=1, description="Calls the window must hold before it can trip a variant; also the "
+                          "good calls a probing variant needs to be healthy again.")] = 20
+    probe_share: Annotated[StrictFloat, Field(
+        gt=0, le=0.5, description="The traffic share a probing variant gets, whatever the "
+                                  "policy wants.")] = 0.05
 
 
 class WeightsPushConfig(ConfigModel):
     """Pushing the policy's traffic shares to the endpoint (UpdateEndpointWeightsAndCapacities)."""
 
-    enabled: StrictBool = False
-    interval_s: PositiveFloat = 300.0
-    min_weight: Annotated[StrictFloat, Field(ge=0, lt=1)] = 0.05
-    max_step: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.25
-    capacities: StrictBool = False
+    enabled: Annotated[StrictBool, Field(
+        description="Push the learned split to the endpoint's variant weights with "
+                    "UpdateEndpointWeightsAndCapacities (the ingester does it), so callers "
+                    "that bypass the router follow the bandit too.")] = False
+    interval_s: Annotated[PositiveFloat, Field(
+        description="The least time between two pushes, in seconds.")] = 300.0
+    min_weight: Annotated[StrictFloat, Field(
+        ge=0, lt=1, description="The floor: every variant keeps at least this share of "
+                                "the weights; `min_weight` × variants must not exceed 1.")] = 0.05
+    max_step: Annotated[StrictFloat, Field(
+        gt=0, le=1, description="The most any variant's share moves in one push.")] = 0.25
+    capacities: Annotated[StrictBool, Field(
+        description="Also set instance counts proportional to the new weights, keeping the "
+                    "endpoint's current total.")] = False
 
 
 class ArchiveConfig(ConfigModel):
     """Where joined events are archived as DSJSON, and when a file is closed."""
 
-    path: Annotated[StrictStr, AfterValidator(_check_archive_path)]
-    max_bytes: Annotated[StrictInt, Field(gt=0)] = 64 * MIB
-    max_seconds: PositiveFloat = 300.0
+    path: Annotated[StrictStr, AfterValidator(_check_archive_path), Field(
+        description="A local directory or `s3://bucket/prefix`; files are named "
+                    "`<experiment>-<UTC yyyymmddTHHMMSS>-<seq>.json`.")]
+    max_bytes: Annotated[StrictInt, Field(
+        gt=0, description="A file is closed before the next line would take it past this "
+                          "size (a single larger line gets a file of its own).")] = 64 * MIB
+    max_seconds: Annotated[PositiveFloat, Field(
+        description="Once the oldest open file is this old, every open file is closed, "
+                    "whether or not new events came.")] = 300.0
 
 
 class DecisionLogConfig(ConfigModel):
@@ -260,7 +339,16 @@ class DecisionLogConfig(ConfigModel):
     ``memory://``: the newest ones, trimmed a tenth at a time).
     """
 
-    spool_path: Annotated[StrictStr, Field(min_length=1)] = "./bandit-spool.jsonl"
-    spool_max_bytes: Annotated[StrictInt, Field(gt=0)] = 64 * MIB
+    spool_path: Annotated[StrictStr, Field(
+        min_length=1, description="The local file decisions go to while Redis is "
+                                  "unreachable, replayed exactly once when it is back (its "
+                                  "directory is created; `.lock` and `.replaying` files sit "
+                                  "beside it). Unused on `memory://`.")] = "./bandit-spool.jsonl"
+    spool_max_bytes: Annotated[StrictInt, Field(
+        gt=0, description="The spool's size limit; when it is full the router answers 503 "
+                          "and `/readyz` says not ready until the replay makes room.")] = 64 * MIB
     # Redis takes MAXLEN as a signed 64-bit integer and refuses every XADD beyond it.
-    stream_maxlen: Annotated[StrictInt, Field(gt=0, le=(1 << 63) - 1)] = 1_000_000
+    stream_maxlen: Annotated[StrictInt, Field(
+        gt=0, le=(1 << 63) - 1,
+        description="About how many entries the decision log keeps (Redis: `XADD MAXLEN ~`; "
+                    "`memory://`: the newest, trimmed a tenth at a time).")] = 1_000_000

@@ -1,23 +1,37 @@
-"""docs/ as the contract: the generated configuration reference, the IAM policies, the links.
+"""docs/ as the contract: what the pages state is checked against the code.
 
 The configuration reference must be what ``common.config_reference`` makes of the
 models today (``make docs`` rewrites it); every IAM policy in docs/aws.md must be
-valid JSON granting exactly the actions the code calls and never ``*``; every
-relative link in README.md and docs/ must name a file that exists.
+valid JSON granting exactly the actions the code calls and never ``*``; the DSJSON
+example must be what ``to_dsjson`` writes; the Redis sizing figures of docs/scaling.md
+must hold on a real redis-server; every relative link in README.md and docs/ must name
+a file that exists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import yaml
 
+from bandit.dsjson import from_dsjson, to_dsjson
 from common.config import ConfigError, parse_settings
 from common.config_reference import keys, main, render, sections
+from common.storage.keys import DECISIONS_STREAM, JOINED_STREAM
+from reward_ingest.join_rules import JoinRule
+from reward_ingest.joiner import RedisJoiner
+from router.events import decision_event
+from router.experiments import Decision
+from router.store import RedisStore
+from tests._redis_server import RedisServer, redis_server_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -139,3 +153,67 @@ def test_docs_point_nowhere_outside_the_repository() -> None:
     for page in _pages():
         text = page.read_text(encoding="utf-8")
         assert not re.findall(r"\]\(https?://", text), page.name
+
+
+def test_the_dsjson_example_is_what_to_dsjson_writes() -> None:
+    text = (DOCS / "dsjson.md").read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"<!-- dsjson: (\w+) -->\n```json\n(.*?)```", text, re.S))
+    event = json.loads(blocks["event"])
+    assert to_dsjson(event) == blocks["line"].strip()
+    back = from_dsjson(blocks["line"])
+    assert back["context"] == {"country": "fr", "age": 31, "premium": 1, "_ref": "x7"}
+    assert back["probabilities"] == event["probabilities"]
+
+
+redis_server = redis_server_fixture(scope="module")
+
+_SIZING = 3000
+
+
+def _documented_bytes() -> dict[str, int]:
+    text = (DOCS / "scaling.md").read_text(encoding="utf-8")
+    (figures,) = re.findall(r"<!-- redis-bytes: (.*?) -->", text)
+    return {key: int(value) for key, value in (item.split("=") for item in figures.split())}
+
+
+async def _measure_entry_bytes(url: str, spool: Path) -> dict[str, float]:
+    """Bytes per entry of the decision and joined streams, written by the real writers."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    await client.flushdb()
+    store = RedisStore(url, spool_path=spool)
+    await store.start()
+    now = time.time()
+    arms = ("Variant1", "Variant2", "Variant3")
+    try:
+        events = [decision_event(
+            Decision(event_id=uuid.uuid4().hex, experiment="churn", variant="Variant2",
+                     probability=0.61, probabilities={"Variant1": 0.2, "Variant2": 0.61,
+                                                      "Variant3": 0.19},
+                     policy_version=1234, targeted=False),
+            endpoint="bandit-sim", variants=arms, context={"country": "fr", "age": 31,
+                                                          "plan": "gold"},
+            eligible=None, timestamp=now, source="invocations", outcome="ok", latency_ms=12.5)
+            for _ in range(_SIZING)]
+        assert len(json.dumps(events[0], separators=(",", ":"))) == 461  # as documented
+        for start in range(0, _SIZING, 500):
+            await asyncio.gather(*(store.append(e) for e in events[start:start + 500]))
+        joiner = RedisJoiner(client, {"churn": JoinRule(mode="first", min=0.0, max=1.0,
+                                                        default=0.0, wait_seconds=1.0)})
+        assert await joiner.lease.try_acquire()
+        while await joiner.step(now + 10.0) > 0:  # every window closed: default rewards
+            pass
+        assert await client.xlen(JOINED_STREAM) == _SIZING
+        usage = {name: await client.memory_usage(key, samples=0)
+                 for name, key in (("decision-entry", DECISIONS_STREAM),
+                                   ("joined-entry", JOINED_STREAM))}
+        return {name: float(value or 0) / _SIZING for name, value in usage.items()}
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+def test_documented_redis_bytes_per_entry_hold(redis_server: RedisServer,
+                                               tmp_path: Path) -> None:
+    measured = asyncio.run(_measure_entry_bytes(redis_server.url, tmp_path / "spool.jsonl"))
+    for name, documented in _documented_bytes().items():
+        assert documented * 2 / 3 <= measured[name] <= documented * 4 / 3, (name, measured)

@@ -1,7 +1,7 @@
 """Replaying the decision archive: candidates scored per second against VW, and flat memory.
 
     .venv/bin/python bench/replay.py                        # 1,000,000 events (+ 10,000,000)
-    .venv/bin/python bench/replay.py --quick                # a smoke run (≈ 30 s)
+    .venv/bin/python bench/replay.py --quick                # a smoke run (≈ 20 s)
     .venv/bin/python bench/replay.py --data-dir /tmp/replay-data   # keep (and reuse) archives
 
 The archive comes from ``_replay_data --contextual`` (a Thompson logger's DSJSON with
@@ -260,7 +260,7 @@ def profile_tables(name: str, result: dict[str, Any], seconds_per_event: float) 
     functions = [[label, f"{seconds * scale:.1f}", f"{seconds / total:.0%}"]
                  for label, seconds in result["functions"]]
     return "\n\n".join([
-        f"#### {name}: where the time goes ({events:,} events under cProfile)",
+        f"### {name}: where the time goes ({events:,} events under cProfile)",
         _common.markdown_table(["step (inclusive)", "µs / event", "share"], steps),
         _common.markdown_table(["heaviest functions (own time)", "µs / event", "share"],
                                functions)])

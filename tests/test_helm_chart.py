@@ -430,7 +430,10 @@ def test_service_monitor_scrapes_both_services(custom: Rendered) -> None:
      "config.decision_log.spool_path: must lie under router.spool.mountPath"),
     ({"ingester": {"replicas": 2}, "config": {"archive": {"path": "s3://b/p"}}},
      "ingester.replicas: must be 1 with archive"),
-    ({"ingester": {"replicas": 3}}, "ingester.replicas: 1, or 2"),
+    # values.schema.json: types, ranges and misspelled keys
+    ({"ingester": {"replicas": 3}}, "at '/ingester/replicas': maximum: got 3, want 2"),
+    ({"router": {"port": "http"}}, "at '/router/port': got string, want integer"),
+    ({"redis": {"bundeld": {"enabled": False}}}, "additional properties 'bundeld' not allowed"),
     ({"aws": {"region": ""}}, "aws.region: name the SageMaker endpoints' region"),
 ])
 def test_refused_values(override: dict[str, Any], message: str) -> None:

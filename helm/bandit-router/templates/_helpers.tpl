@@ -125,7 +125,10 @@ Refuses what would not work in a pod, naming the value to change.
 {{- end -}}
 {{- end -}}
 
-{{/* Environment both components share: region, unbuffered logs. */}}
+{{/*
+Environment both components share: the region, unbuffered logs, and a HOME that
+exists (the pod's UID may have no passwd entry; libraries look for ~, boto3's ~/.aws).
+*/}}
 {{- define "bandit-router.awsEnv" -}}
 - name: AWS_REGION
   value: {{ required "aws.region: name the SageMaker endpoints' region" .Values.aws.region | quote }}
@@ -133,4 +136,6 @@ Refuses what would not work in a pod, naming the value to change.
   value: {{ .Values.aws.region | quote }}
 - name: PYTHONUNBUFFERED
   value: "1"
+- name: HOME
+  value: /tmp
 {{- end -}}

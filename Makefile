@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/regret.py
 	$(BIN)/python bench/loop.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

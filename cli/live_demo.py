@@ -75,6 +75,8 @@ class LiveOptions:
     """Rewards are posted when ``reward_batch`` are waiting or this long has passed."""
     archive_dir: str | None = None
     """Where the joined decisions are archived as DSJSON (None: not archived)."""
+    keep_serving: bool = False
+    """After the traffic, keep every server up until Ctrl-C (or SIGTERM)."""
 
 
 @dataclass
@@ -108,6 +110,9 @@ class LiveState:
     options: LiveOptions
     variants: dict[str, VariantView]
     router_url: str = ""
+    simulator_url: str = ""
+    admin_token: str = ""
+    """The router's admin token for this run: the dashboard's link carries it."""
     moto_url: str | None = None
     moto_missing: str | None = None
     endpoint_status: str | None = None
@@ -127,6 +132,8 @@ class LiveState:
     history: list[tuple[str, float]] = field(default_factory=list)
     """(variant, reward) of every answered request, in order."""
     finished: bool = False
+    serving: bool = False
+    """The traffic is over and the servers stay up until Ctrl-C (``keep_serving``)."""
     stop_reason: str = ""
 
     @property
@@ -136,7 +143,8 @@ class LiveState:
 
     @property
     def dashboard_url(self) -> str:
-        return f"{self.router_url}/dashboard"
+        """The dashboard with this run's admin token in the fragment (never sent to the server)."""
+        return f"{self.router_url}/dashboard#token={self.admin_token}"
 
     def shares(self, records: list[tuple[str, float]] | deque[tuple[str, float]]
                ) -> dict[str, float]:
@@ -285,6 +293,7 @@ class LiveDemo:
             for name, (model, accuracy) in measured.items()})
         self._webhook_secret = secrets.token_hex(16)
         self._admin_token = secrets.token_hex(16)
+        self.state.admin_token = self._admin_token
         self._app: Any = None
         self._sagemaker: Any = None
         self._http = httpx.Client(timeout=5.0)
@@ -313,6 +322,7 @@ class LiveDemo:
                                                         list(state.variants))
             sim_url = stack.enter_context(serve_in_thread(
                 create_simulator(self._spec, self._dataset)))
+            state.simulator_url = sim_url
             config = settings(push=state.moto_url is not None,
                               push_interval_s=self.options.push_interval_s,
                               seed=self.options.seed, archive_dir=self.options.archive_dir)
@@ -328,6 +338,10 @@ class LiveDemo:
             self._settle(on_tick)
             state.finished = True
             on_tick(state)
+            if self.options.keep_serving:
+                state.serving = True
+                on_tick(state)
+                _wait_for_interrupt()
         return state
 
     # The traffic ------------------------------------------------------------
@@ -503,3 +517,12 @@ class LiveDemo:
         except RuntimeError:  # changed mid-read by the router's thread
             return 0.0
         return float(history[-1]["at"]) if history else 0.0
+
+
+def _wait_for_interrupt() -> None:
+    """Sleep until Ctrl-C (SIGTERM and SIGHUP arrive as KeyboardInterrupt too): a normal end."""
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return

@@ -39,12 +39,22 @@ def play_live(demo: LiveDemo, console: Console, *, live: bool) -> LiveState:
         def tick(state: LiveState) -> None:
             if view is not None:
                 view.update(live_view(state), refresh=True)
+            announce(state)
 
         try:
             return demo.run(tick, on_ready=ready)
         finally:
             if view is not None:
                 view.stop()
+
+    announced = False
+
+    def announce(state: LiveState) -> None:
+        nonlocal announced
+        if state.serving and not announced:
+            announced = True
+            for line in serving_lines(state):
+                console.print(line, highlight=False, soft_wrap=True)
 
     quarter = 0
 
@@ -61,6 +71,7 @@ def play_live(demo: LiveDemo, console: Console, *, live: bool) -> LiveState:
         if state.finished and quarter < 4:  # stopped by the time limit
             quarter = 4
             console.print(progress_line(state, prefix=f"demo: {state.stop_reason}:"))
+        announce(state)
 
     return demo.run(print_progress, on_ready=print_ready)
 
@@ -83,6 +94,16 @@ def setup_lines(state: LiveState) -> list[Text]:
                       f"learning loop in one process; Thompson sampling) in front of the "
                       f"simulator's real scikit-learn models: {models}"))
     lines.append(Text(f"dashboard: {state.dashboard_url}"))
+    return lines
+
+
+def serving_lines(state: LiveState) -> list[str]:
+    """Where everything is while ``--keep-serving`` holds it up."""
+    lines = [f"serving until Ctrl-C: dashboard {state.dashboard_url}",
+             f"router {state.router_url} (admin token {state.admin_token}), "
+             f"simulator {state.simulator_url}"]
+    if state.moto_url is not None:
+        lines.append(f"moto (SageMaker control plane) {state.moto_url}")
     return lines
 
 

@@ -41,7 +41,7 @@ def _names(value: str, known: tuple[str, ...], option: str) -> list[str]:
 
 _OFFLINE_ONLY = ("--steps", "--policies", "--problems", "--batch", "--delay")
 _LIVE_ONLY = ("--requests", "--duration", "--concurrency", "--rate", "--push-interval",
-              "--archive")
+              "--archive", "--keep-serving")
 
 
 def _misplaced(given: dict[str, object], offline: bool) -> None:
@@ -92,6 +92,10 @@ def demo(
     live: Annotated[bool | None, typer.Option(
         "--live/--no-live",
         help="Redraw a live view (default: when stdout is a terminal).")] = None,
+    keep_serving: Annotated[bool | None, typer.Option(
+        "--keep-serving",
+        help="Live: after the traffic, keep the router, simulator and moto up until Ctrl-C.")]
+    = None,
     archive: Annotated[Path | None, typer.Option(
         file_okay=False,
         help="Live: directory of the run's DSJSON archive, replayed at the end "
@@ -105,7 +109,8 @@ def demo(
     _misplaced({"--steps": steps, "--policies": policies, "--problems": problems,
                 "--batch": batch, "--delay": delay, "--requests": requests,
                 "--duration": duration, "--concurrency": concurrency, "--rate": rate,
-                "--push-interval": push_interval, "--archive": archive}, offline)
+                "--push-interval": push_interval, "--archive": archive,
+                "--keep-serving": keep_serving}, offline)
     console = Console()
     show = console.is_terminal if live is None else live
     if offline:
@@ -125,7 +130,8 @@ def demo(
                           rate=100.0 if rate is None else rate,
                           push_interval_s=5.0 if push_interval is None else push_interval,
                           window=window or 500,
-                          archive_dir=str(archive or _demo_archive_dir()))
+                          archive_dir=str(archive or _demo_archive_dir()),
+                          keep_serving=bool(keep_serving))
     _live_demo(console, show, options)
 
 

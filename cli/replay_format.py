@@ -205,3 +205,9 @@ def candidate_flags(candidate: Mapping[str, Any]) -> list[str]:
     if candidate.get("low_ess") is True:
         flags.append("low ESS")
     return flags
+
+
+def version_label(row: Mapping[str, Any]) -> str:
+    """A check row's policy version; the row over all versions has none: "all"."""
+    version = row.get("policy_version")
+    return "all" if version is None else str(version)

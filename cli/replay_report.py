@@ -38,6 +38,7 @@ from .replay_format import (
     sequence,
     time_range,
     utc,
+    version_label,
     warnings,
     whole,
 )
@@ -229,7 +230,7 @@ def _calibration_card(check: Mapping[str, Any]) -> str:
     failing = sum(row.get("ok") is False for row in rows)
     body = "".join(
         f"<tr{_row_class(row)}><td>{_e(row.get('experiment', MISSING))}</td>"
-        f"<td>{_e(row.get('policy_version', MISSING))}</td><td>{_e(row.get('variant', MISSING))}"
+        f"<td>{_e(version_label(row))}</td><td>{_e(row.get('variant', MISSING))}"
         f'</td><td class="num">{count(whole(row.get("n")))}</td>'
         f'<td class="num">{number(finite(row.get("mean")), 3)}</td>'
         f'<td class="num">{interval(finite(row.get("lower")), finite(row.get("upper")), 3)}'
@@ -257,7 +258,7 @@ def _sample_ratio_card(check: Mapping[str, Any]) -> str:
         p_value = finite(row.get("p_value"))
         body.append(
             f"<tr{_row_class(row)}><td>{_e(row.get('experiment', MISSING))}</td>"
-            f"<td>{_e(row.get('policy_version', MISSING))}</td>"
+            f"<td>{_e(version_label(row))}</td>"
             f'<td><ul class="split">{split}</ul></td>'
             f'<td class="num">{number(finite(row.get("chi2")), 2)}</td>'
             f'<td class="num">{count(whole(row.get("dof")))}</td>'

@@ -50,6 +50,7 @@ from .replay_format import (
     sequence,
     time_range,
     utc,
+    version_label,
     warnings,
     whole,
 )
@@ -219,8 +220,8 @@ def _calibration_failures(check: Mapping[str, Any]) -> list[RenderableType]:
     for name in ("n", "mean 1{chosen}/μ", "95% interval"):
         table.add_column(name, justify="right", no_wrap=True)
     for row in failing[:MAX_FAILING_ROWS]:
-        table.add_row(*(Text(str(row.get(key, MISSING))) for key in
-                        ("experiment", "policy_version", "variant")),
+        table.add_row(Text(str(row.get("experiment", MISSING))), Text(version_label(row)),
+                      Text(str(row.get("variant", MISSING))),
                       count(whole(row.get("n"))), number(finite(row.get("mean")), 3),
                       interval(finite(row.get("lower")), finite(row.get("upper")), 3),
                       style="red")
@@ -246,7 +247,7 @@ def _sample_ratio_failures(check: Mapping[str, Any]) -> list[RenderableType]:
         for line, variant in enumerate(dict.fromkeys([*observed, *expected])):
             first = line == 0
             table.add_row(Text(str(row.get("experiment", MISSING))) if first else "",
-                          Text(str(row.get("policy_version", MISSING))) if first else "",
+                          Text(version_label(row)) if first else "",
                           Text(str(variant)), count(finite(observed.get(variant))),
                           _expected(finite(expected.get(variant))),
                           *(test if first else ["", "", ""]), style="red")

@@ -33,7 +33,12 @@ drawn from *given the past*:
   the tail the χ² approximation needs counts).
 
 Both checks have a row per version and, for an experiment with several
-versions, one over all of them (``policy_version`` None): a logger's bug is
+versions, one over all of them (``policy_version`` None). Memory stays bounded
+however many versions a long log holds: past ``MAX_VERSION_ROWS`` rows in an
+experiment, neighbouring versions (in the order first seen) are merged pairwise into
+one row labelled ``first..last`` (both checks hold on any set of events, so a merged
+row is as valid as a version's own, and a version seen again after its row was
+merged starts a new one). A logger's bug is
 usually the same in every version, and the pool sees what each version's
 handful of events cannot.
 
@@ -75,6 +80,9 @@ __all__ = [
     "SampleRatioRow",
     "chi2_survival",
 ]
+
+MAX_VERSION_ROWS = 256
+"""Per experiment, the most version rows kept before neighbours are merged pairwise."""
 
 MIN_EXPECTED = 10.0
 """The fewest expected choices a variant needs for its calibration row or its own
@@ -188,6 +196,13 @@ class _VersionSums:
     observed: FloatArray = field(default_factory=lambda: np.zeros(0))  # Σ 1{a = v}
     expected: FloatArray = field(default_factory=lambda: np.zeros(0))  # Σ μ(v)
     outer: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # Σ μ μᵀ
+    first: str | None = None  # the versions this row covers, first and last seen
+    last: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """The version, or ``first..last`` for merged versions."""
+        return self.first if self.first == self.last else f"{self.first}..{self.last}"
 
     def columns(self, arms: Sequence[Arm]) -> IntArray:
         old = len(self.arms)
@@ -237,6 +252,7 @@ class LogAudit:
         self._smallest_count = smallest
         self._smallest = np.zeros(0)
         self._sums: dict[tuple[str | None, str | None], _VersionSums] = {}
+        self._rows: dict[str | None, int] = {}
         self._events = 0
 
     def add(self, chunk: LogChunk) -> None:
@@ -259,10 +275,14 @@ class LogAudit:
         versions, starts = np.unique(chunk.version[order], return_index=True)
         ends = [*starts[1:].tolist(), rows]
         for version, start, end in zip(versions.tolist(), starts.tolist(), ends, strict=True):
-            key = (chunk.experiment, chunk.versions[version])
+            name = chunk.versions[version]
+            key = (chunk.experiment, name)
             sums = self._sums.get(key)
             if sums is None:
-                sums = self._sums[key] = _VersionSums()
+                if self._rows.get(chunk.experiment, 0) >= MAX_VERSION_ROWS:
+                    self._merge_neighbours(chunk.experiment)
+                sums = self._sums[key] = _VersionSums(first=name, last=name)
+                self._rows[chunk.experiment] = self._rows.get(chunk.experiment, 0) + 1
             part = order[start:end]
             sums.add(sums.columns(chunk.arms), chunk.logged[part], chunk.action[part])
 
@@ -283,6 +303,20 @@ class LogAudit:
             tuple(_ratio_row(key, sums, cells, level) for key, sums, cells in ratios),
             level,
         )
+
+    def _merge_neighbours(self, experiment: str | None) -> None:
+        """Halve the experiment's rows: each pair of neighbours (first seen order) becomes one."""
+        keys = [key for key in self._sums if key[0] == experiment]
+        merged: dict[tuple[str | None, str | None], _VersionSums] = {}
+        for index in range(0, len(keys), 2):
+            sums = self._sums.pop(keys[index])
+            if index + 1 < len(keys):
+                other = self._sums.pop(keys[index + 1])
+                sums.merge(other)
+                sums.last = other.last
+            merged[experiment, sums.label] = sums
+        self._sums.update(merged)
+        self._rows[experiment] = len(merged)
 
     def _with_pooled_versions(self) -> dict[tuple[str | None, str | None], _VersionSums]:
         """Each experiment with several versions gets a row over all of them first (version None).

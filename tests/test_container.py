@@ -177,6 +177,10 @@ def test_the_runtime_user_is_not_root() -> None:
     created = " ".join(instruction.value for instruction in stage
                        if instruction.keyword == "RUN")
     assert f"--uid {user}" in created, "the user exists in the image"
+    # The default spool path is relative: the working directory must be the user's.
+    workdir = [instruction.value for instruction in stage if instruction.keyword == "WORKDIR"]
+    assert workdir and re.search(
+        rf"install --directory --owner {user} \S.* {re.escape(workdir[-1])}\b", created)
 
 
 # --- the HEALTHCHECK, run against a real router ---------------------------------------

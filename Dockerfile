@@ -46,7 +46,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 bandit-router \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin bandit-router \
-    && install --directory --owner 10001 --group 10001 --mode 0750 /var/lib/bandit-router
+    && install --directory --owner 10001 --group 10001 --mode 0755 /var/lib/bandit-router
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo docs lint typecheck bench clean system-deps
+.PHONY: test demo docs lint typecheck bench clean system-deps lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/regret.py
 	$(BIN)/python bench/loop.py
 	$(BIN)/python bench/replay.py
+
+# The container image installs from these hash-pinned locks (docs/container.md):
+# requirements.lock holds the service's dependencies, requirements-simulator.lock the
+# same pins plus scikit-learn. uv keeps the pins already there; LOCK_FLAGS=--upgrade
+# moves them all to the newest releases pyproject.toml allows.
+LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock' --quiet $(LOCK_FLAGS)
+
+lock: $(STAMP)
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra simulator --constraint requirements.lock -o requirements-simulator.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -119,6 +119,7 @@ def demo(
                       batch=10 if batch is None else batch, delay=delay or 0,
                       window=window or 1000)
         return
+    _require_simulator()
     from .live_demo import LiveOptions
 
     if window is not None and window > 100_000:
@@ -140,6 +141,23 @@ def _demo_archive_dir() -> Path:
     from datetime import UTC, datetime
 
     return Path("demo-archive") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _require_simulator() -> None:
+    """Stop with one line, exit 2, when the ``simulator`` extra is not installed.
+
+    The service image leaves scikit-learn (the simulator's models) and httpx (the live
+    demo's client) out, so ``simulate`` and the live demo may run where they are
+    missing. Importing them here, not at the top, keeps them out of ``serve`` and
+    ``ingest``.
+    """
+    try:
+        import httpx  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        print(f"bandit-router: error: this command needs {exc.name or 'scikit-learn'}: "
+              "install bandit-router[simulator]", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 def _live_demo(console: Console, show: bool, options: LiveOptions) -> None:
@@ -249,6 +267,7 @@ def simulate(
     seed: Annotated[int, typer.Option(min=0, help="Seed of data, models and routing.")] = 0,
 ) -> None:
     """Serve a SageMaker-Runtime-compatible endpoint with real scikit-learn models."""
+    _require_simulator()
     from simulator import parse_variants
     from simulator import serve as run
 

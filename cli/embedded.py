@@ -51,7 +51,8 @@ def embedded_app(settings: Settings, *, environ: Mapping[str, str] | None = None
         async with manager:
             await rewards.start()
             service = memory_service(settings, store, rewards, registry.snapshots,
-                                     stats=stats, dropped=webhook.metrics.dropped)
+                                     stats=stats, dropped=webhook.metrics.dropped,
+                                     metrics=webhook.metrics.loop)
             app.state.ingest = service
             try:
                 async with service.running():

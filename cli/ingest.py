@@ -30,8 +30,9 @@ def ingest_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[None]:
         async with webhook_lifespan(application):
-            service = redis_service(settings, settings.store,
-                                    dropped=application.state.webhook.metrics.dropped)
+            metrics = application.state.webhook.metrics
+            service = redis_service(settings, settings.store, dropped=metrics.dropped,
+                                    metrics=metrics.loop)
             application.state.ingest = service
             async with service.running():
                 yield

@@ -1,4 +1,4 @@
-"""Rewards the joiner did not join, made visible: a Prometheus counter and log lines.
+"""Rewards the joiner did not join, made visible: Prometheus counters and log lines.
 
 The joiner counts every reward it does not join, per experiment and reason, in its
 counters (``joiner.COUNTERS``; on Redis ``bandit:join:counts:{E}``, durable and
@@ -15,7 +15,10 @@ the decision's experiment), ``late`` (``late_rewards``: after the event was join
 or its window closed), ``duplicate`` (``duplicate_rewards``: a reward identity seen
 before), ``orphan`` (``orphan_rewards``: no decision came in the window; experiment
 ``_unknown``), ``malformed`` (``malformed_rewards``; experiment ``_unknown``).
-The values are the joiner's totals, so they survive an ingester restart.
+The same read gives the joined ones per experiment (``JOINED``):
+``bandit_ingest_rewards_joined_total``, ``bandit_ingest_rewards_defaulted_total``
+and ``bandit_ingest_decisions_unrewarded_total``. The values are the joiner's totals,
+so they survive an ingester restart.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
+from common import redis_errors
+
 from .joiner import UNKNOWN
 
-__all__ = ["REASONS", "DropReporter", "DroppedRewards"]
+__all__ = ["JOINED", "REASONS", "DropReporter", "DroppedRewards"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +59,25 @@ class CountingJoiner(Protocol):
                      ) -> dict[str, dict[str, int]]: ...
 
 
+JOINED = {"joined": ("bandit_ingest_rewards_joined", "Decisions joined with their reward "
+                      "(or the default), by experiment; the joiner's totals"),
+          "default_rewards": ("bandit_ingest_rewards_defaulted", "Decisions joined with the "
+                              "experiment's default reward (none came in the window), by "
+                              "experiment; the joiner's totals"),
+          "dropped_no_reward": ("bandit_ingest_decisions_unrewarded", "Decisions dropped "
+                                "unjoined: no reward in the window and no default, by "
+                                "experiment; the joiner's totals")}
+"""The joiner's counters of joined decisions -> the metric family and its help."""
+
+
 class DroppedRewards(Collector):
-    """``bandit_ingest_rewards_dropped_total{experiment, reason}``, from the joiner's totals."""
+    """``bandit_ingest_rewards_dropped_total{experiment, reason}``, from the joiner's totals,
+    beside the joined ones (``JOINED``: joined, defaulted, unrewarded per experiment)."""
 
     def __init__(self) -> None:
         self.totals: dict[Key, int] = {}
+        self.joined: dict[Key, int] = {}
+        """(experiment, joiner counter in ``JOINED``) -> total."""
 
     def update(self, counts: Counts) -> dict[Key, int]:
         """Take the joiner's counters; what grew since the previous update (the first
@@ -69,6 +88,9 @@ class DroppedRewards(Collector):
         grown = {key: value - self.totals.get(key, 0) for key, value in totals.items()
                  if value > self.totals.get(key, 0)}
         self.totals = totals
+        self.joined = {(experiment, counter): counters.get(counter, 0)
+                       for experiment, counters in counts.items() if experiment != UNKNOWN
+                       for counter in JOINED}
         return grown
 
     def collect(self) -> Iterator[Metric]:
@@ -79,6 +101,12 @@ class DroppedRewards(Collector):
         for (experiment, reason), value in sorted(self.totals.items()):
             family.add_metric((experiment, reason), value)
         yield family
+        for counter, (name, help_text) in JOINED.items():
+            joined = CounterMetricFamily(name, help_text, labels=("experiment",))
+            for (experiment, kind), value in sorted(self.joined.items()):
+                if kind == counter:
+                    joined.add_metric((experiment,), value)
+            yield joined
 
 
 class DropReporter:
@@ -105,6 +133,7 @@ class DropReporter:
             try:
                 await self.report()
             except (RedisError, OSError) as exc:
+                redis_errors.count("drop_reporter")
                 logger.debug("dropped rewards: joiner counters unavailable (%s)", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval_s)

@@ -22,6 +22,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from common import redis_errors
 from reward_ingest.errors import LeaseLost
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class _Renewing:
                 if await self.try_acquire():
                     return True
             except (RedisError, OSError) as exc:
+                redis_errors.count("lease")
                 logger.warning("lease %s: %s", self.key, exc)
             await _sleep_or_stop(self.ttl_s / 5, stop)
         return False
@@ -114,6 +116,7 @@ class _Renewing:
             try:
                 await self.renew()
             except (RedisError, OSError) as exc:
+                redis_errors.count("lease")
                 # Not lost yet: it may still hold until the TTL; the next try decides.
                 logger.warning("lease %s renewal failed: %s", self.key, exc)
 

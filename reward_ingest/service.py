@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from common import redis_errors
 from common.config import ExperimentConfig, Settings
 from common.learner_stats import MemoryLearnerStats
 from common.storage.snapshots import MemorySnapshots
@@ -53,6 +55,7 @@ from .joiner import (
 )
 from .learner import LearnerLoop, LearnerSettings, MemoryCheckpoints, MemoryLearner, RedisLearner
 from .lease import MemoryLeaseTable
+from .loop_metrics import LoopMetrics, LoopSampler
 from .pusher import WeightPusher, default_client_factory
 from .stats_sink import PushLog, RedisPushLog, push_recorder
 
@@ -81,6 +84,19 @@ class IngestService:
         default_factory=list)
     idle_s: float = 0.2
     """How long the joined-stream reader waits for new events once it has caught up."""
+    metrics: LoopMetrics | None = None
+    """Where join lags go (and what ``with_metrics`` wired up), if anywhere."""
+
+    def with_metrics(self, metrics: LoopMetrics | None) -> IngestService:
+        """Report to ``metrics`` (None: nothing): the running parts for scrapes, a
+        sampler for learner lag and snapshot age, join lags from the joined-stream reader."""
+        if metrics is not None:
+            self.metrics = metrics
+            metrics.state.learners = self.learners
+            metrics.state.pushers = self.pushers
+            metrics.state.archiver = self.archiver
+            self.background.append(LoopSampler(metrics, self.learners, self.joined).run)
+        return self
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every part until ``stop`` is set, then flush and close."""
@@ -145,6 +161,9 @@ class IngestService:
             try:
                 entries = list(await self.joined.read_joined(READ_BATCH, offset))
                 events = [event.to_dict() for _, event in entries if event is not None]
+                if self.metrics is not None:
+                    for event in events:
+                        self.metrics.joined(event)
                 for event in events:
                     self.recent.setdefault(event["experiment"], deque(maxlen=RECENT_SHARES)) \
                         .append(event["probabilities"])
@@ -162,7 +181,9 @@ class IngestService:
                     # Everything up to here is in files.
                     await self.joined.save_archived_offset(offset)
                     saved = offset
-            except Exception:  # keep following: a failed write is retried next round
+            except Exception as exc:  # keep following: a failed write is retried next round
+                if isinstance(exc, RedisError | OSError):
+                    redis_errors.count("joined_reader")
                 logger.exception("joined-stream reader failed; retrying")
                 if stopping:
                     return
@@ -221,10 +242,11 @@ def _learner_settings(experiment: ExperimentConfig) -> LearnerSettings:
     return LearnerSettings.of(experiment)
 
 
-def redis_service(settings: Settings, url: str, *,
-                  dropped: DroppedRewards | None = None) -> IngestService:
+def redis_service(settings: Settings, url: str, *, dropped: DroppedRewards | None = None,
+                  metrics: LoopMetrics | None = None) -> IngestService:
     """The service on the Redis at ``url`` (the store the routers log to); the joiner's
-    drops go to ``dropped`` when given (``IngestMetrics.dropped``)."""
+    counts go to ``dropped`` when given (``IngestMetrics.dropped``), lags, pushes and
+    archive counters to ``metrics`` (``IngestMetrics.loop``)."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
     learners: dict[str, LearnerLoop] = {
         e.name: RedisLearner.from_url(url, _learner_settings(e)) for e in settings.experiments}
@@ -233,16 +255,17 @@ def redis_service(settings: Settings, url: str, *,
                             pushers=_pushers(settings, RedisPushLog(client)),
                             close_hooks=[client.aclose])
     _report_drops(service, dropped)
-    return service
+    return service.with_metrics(metrics)
 
 
 def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
                    snapshots: MemorySnapshots, stats: MemoryLearnerStats | None = None, *,
-                   dropped: DroppedRewards | None = None) -> IngestService:
+                   dropped: DroppedRewards | None = None,
+                   metrics: LoopMetrics | None = None) -> IngestService:
     """The service in this process: ``decisions`` is the router's ``MemoryStore``; the
     learners publish to ``snapshots`` (the router's ``MemoryRegistry`` reads it);
     reward totals, timeline and pushes go to ``stats`` (the router reads it too), the
-    joiner's drops to ``dropped`` when given."""
+    joiner's counts to ``dropped`` and the loop's metrics to ``metrics`` when given."""
     stats = MemoryLearnerStats() if stats is None else stats
     joined = JoinedLog()
     joiner = MemoryJoiner(decisions, rewards, rules_of(settings.experiments), joined)
@@ -254,7 +277,7 @@ def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
     service = IngestService(settings, joiner, learners, joined, archiver=_archiver(settings),
                             pushers=_pushers(settings, stats))
     _report_drops(service, dropped)
-    return service
+    return service.with_metrics(metrics)
 
 
 def _report_drops(service: IngestService, dropped: DroppedRewards | None) -> None:

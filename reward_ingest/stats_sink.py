@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bandit import BanditError, Policy
+from common import redis_errors
 from common.learner_stats import PUSHES_MAXLEN, MemoryLearnerStats, total_field
 from common.storage.keys import pushes_key
 
@@ -167,6 +168,7 @@ def push_recorder(log: PushLog | MemoryLearnerStats, experiment: str
             if isinstance(result, Awaitable):
                 await result
         except (RedisError, OSError) as exc:
+            redis_errors.count("push_log")
             logger.warning("could not record a weights push for %s: %s", experiment, exc)
 
     return record

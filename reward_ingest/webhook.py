@@ -55,10 +55,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from common.api_errors import ApiError
+from common.build_info import register_build_info
 from common.config import RewardConfig, Secrets, Settings
 from common.json_input import InvalidJSONError, parse_json
+from common.redis_errors import RedisErrors
 from reward_ingest.drops import DroppedRewards
 from reward_ingest.errors import DeliveryError, RewardStoreUnavailableError, SignatureError
+from reward_ingest.loop_metrics import LoopMetrics
 from reward_ingest.rewards import Reward, RewardStore, default_reward_id
 from reward_ingest.signing import DEFAULT_TOLERANCE_S, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
@@ -82,10 +85,17 @@ _RANGES_NAMED = 5
 
 class IngestMetrics:
     """The ingester's Prometheus metrics, in ``registry`` (one per app unless shared): the
-    webhook's counters, and ``dropped`` (the joiner's drops, ``reward_ingest.drops``)."""
+    webhook's counters, ``dropped`` (the joiner's counts, ``reward_ingest.drops``) and
+    ``loop`` (lags, pushes, archive: ``reward_ingest.loop_metrics``). A registry of its
+    own also gets ``bandit_build_info`` and ``bandit_redis_errors_total``; a shared one
+    (the router's, on ``memory://``) has them already."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        if registry is None:
+            registry = CollectorRegistry()
+            register_build_info(registry)
+            registry.register(RedisErrors())
+        self.registry = registry
         rewards = Counter("bandit_ingest_rewards_total", "Rewards delivered to the webhook, by "
                           "outcome (a delivery refused before its items were counted counts "
                           "as one rejected)", ("outcome",), registry=self.registry)
@@ -95,6 +105,7 @@ class IngestMetrics:
         self.requests = {status: requests.labels(status) for status in _STATUSES}
         self.dropped = DroppedRewards()
         self.registry.register(self.dropped)
+        self.loop = LoopMetrics(self.registry)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -2,6 +2,7 @@
 
 Names follow the Prometheus guide: unit and kind in the name, labels from a
 small closed set (experiment, variant, outcome), never an id or a user value.
+``bandit_build_info`` and ``bandit_redis_errors_total`` are the process's.
 Label children are cached: ``labels()`` costs a lock and a dict lookup per call,
 which the hot path would otherwise pay several times per request.
 """
@@ -11,9 +12,14 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from common.build_info import register_build_info
+from common.redis_errors import RedisErrors
+
 # Latency buckets in seconds: the router adds ~0.1–1 ms, variants take 1 ms–seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
+VARIANT_STATES = ("active", "suspended", "probing")
+_SUSPENDED_VALUE = {"healthy": 0.0, "probing": 0.5, "suspended": 1.0}
 OUTCOMES = ("ok", "model_error", "unavailable", "invalid", "internal", "not_ready")
 
 
@@ -43,8 +49,13 @@ class RouterMetrics:
             "bandit_router_guardrail_trips_total", "Times a variant's guardrails tripped",
             ("experiment", "variant"), registry=r)
         self.suspended = Gauge(
-            "bandit_router_variant_suspended", "1 while the variant is suspended, 0.5 while "
-            "probed, 0 when healthy", ("experiment", "variant"), registry=r)
+            "bandit_router_variant_suspended", "Deprecated: use bandit_variant_state. 1 while "
+            "the variant is suspended, 0.5 while probed, 0 when healthy",
+            ("experiment", "variant"), registry=r)
+        self.variant_state = Gauge(
+            "bandit_variant_state", "1 for the guardrail state the variant is in (active, "
+            "suspended, probing), 0 for the others", ("experiment", "variant", "state"),
+            registry=r)
         self.policy_version = Gauge(
             "bandit_router_policy_version", "Version of the policy snapshot being served",
             ("experiment",), registry=r)
@@ -54,6 +65,8 @@ class RouterMetrics:
         self.spooled = Gauge(
             "bandit_router_decision_log_spooled_events", "Decisions waiting in the spool",
             registry=r)
+        register_build_info(r)
+        r.register(RedisErrors())
         # Children of the per-request route histograms, looked up once.
         self.invocations_route_seconds = self.request_seconds.labels("invocations")
         self.decisions_route_seconds = self.request_seconds.labels("decisions")
@@ -79,6 +92,14 @@ class RouterMetrics:
             self._invocation_children[key] = pair
         pair[0].inc()
         pair[1].observe(seconds)
+
+    def guardrail_state(self, experiment: str, variant: str, state: str) -> None:
+        """Set the variant's guardrail state (``healthy``, ``suspended`` or ``probing``):
+        the labelled gauge (``healthy`` shows as ``active``) and the deprecated one."""
+        shown = "active" if state == "healthy" else state
+        for name in VARIANT_STATES:
+            self.variant_state.labels(experiment, variant, name).set(1.0 if name == shown else 0.0)
+        self.suspended.labels(experiment, variant).set(_SUSPENDED_VALUE[state])
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

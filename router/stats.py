@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from bandit import BanditError, ThompsonPolicy
+from common import redis_errors
 
 from .guardrails import VariantHealth
 from .state import Route, RouterState
@@ -115,6 +116,7 @@ async def read_reward_figures(source: StatsSource | None, experiment: str) -> Re
         totals = parse_totals(await source.read_totals(experiment))
         push = last_push(await source.read_pushes(experiment))
     except (RedisError, OSError) as exc:
+        redis_errors.count("stats")
         logger.warning("stats of %s: the learner's figures are unavailable: %s", experiment, exc)
         return RewardFigures("unavailable", {})
     return RewardFigures("learner", totals, push)

@@ -102,6 +102,10 @@ class JoinedSource(JoinedReader, Protocol):
         """Remember that everything up to ``offset`` is in archive files."""
         ...
 
+    async def count_after(self, after: str, cap: int) -> int:
+        """How many entries come after the id ``after``, counting at most ``cap``."""
+        ...
+
 
 __all__ = ["BATCH", "COUNTERS", "JOINED_MAXLEN", "UNKNOWN", "DecisionReader", "JoinedReader",
            "JoinedSource", "Joiner", "RewardReader", "Rules", "rule_lookup"]

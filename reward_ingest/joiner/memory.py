@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.storage.streams import START, MemoryStream
+from common.storage.streams import START, MemoryStream, sequence
 from reward_ingest.join_rules import (
     DecisionIn,
     JoinedEvent,
@@ -55,6 +55,11 @@ class JoinedLog(MemoryStream[JoinedEvent]):
                           after: str = START) -> list[tuple[str, JoinedEvent]]:
         """Up to ``count`` entries after the id ``after``, oldest first."""
         return self.read(count, after)
+
+    async def count_after(self, after: str, cap: int) -> int:
+        """How many entries come after the id ``after`` (at most ``cap``)."""
+        start = max(sequence(after), self.trimmed)
+        return max(0, min(cap, self.trimmed + len(self.entries) - start))
 
     async def archived_offset(self) -> str:
         return self.archived

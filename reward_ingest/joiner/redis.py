@@ -46,6 +46,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from common import redis_errors
 from common.storage.backends import reply
 from common.storage.keys import (
     ARCHIVE_OFFSET_KEY,
@@ -58,7 +59,7 @@ from common.storage.keys import (
     JOINED_STREAM,
     REWARDS_STREAM,
 )
-from common.storage.streams import START, as_text, read_after
+from common.storage.streams import START, as_text, read_after, xrange_min
 from reward_ingest.errors import LeaseLost
 from reward_ingest.join_rules import (
     DecisionIn,
@@ -323,6 +324,7 @@ class RedisJoiner:
             except LeaseLost:
                 logger.warning("joiner lease lost; waiting to take it again")
             except (RedisError, OSError) as exc:
+                redis_errors.count("joiner")
                 logger.warning("joiner: redis error (%s); retrying", exc)
                 await asyncio.sleep(idle_s)
         await self.lease.release()
@@ -364,12 +366,24 @@ class RedisJoiner:
         self.joined += sum(1 for reply in replies if reply == 2)
 
 
+# KEYS: stream. ARGV: XRANGE lower bound, cap. Counted in Redis: only the number travels.
+COUNT_AFTER = """
+return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+"""
+
+
 class RedisJoinedLog:
     """The joined stream ``bandit:joined`` and the archive's offset in it
     (``bandit:archive:offset``), on any redis.asyncio client (text or bytes replies)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
+        self._count_after = client.register_script(COUNT_AFTER)
+
+    async def count_after(self, after: str, cap: int) -> int:
+        """How many entries come after the id ``after`` (at most ``cap``; O(cap) in Redis)."""
+        return int(await self._count_after(keys=[JOINED_STREAM],
+                                           args=[xrange_min(after), cap]))
 
     async def read_joined(self, count: int,
                           after: str = START) -> list[tuple[str, JoinedEvent | None]]:

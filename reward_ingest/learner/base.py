@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from bandit import BanditError, Feedback, Policy, load_policy, make_policy
+from common import redis_errors
 from reward_ingest.errors import LeaseLost
 from reward_ingest.join_rules import JoinedEvent
 from reward_ingest.joiner import JoinedReader
@@ -100,6 +101,8 @@ class LearnerCounters:
     last_checkpoint_at: float | None = None
     version: int = 0
     """The published snapshot's version after the last checkpoint."""
+    last_published_at: float | None = None
+    """When this process last published a snapshot (Unix seconds; None: not yet)."""
 
     def add(self, batch: Counter[str]) -> None:
         """Add a committed batch's tallies."""
@@ -199,6 +202,7 @@ class LearnerLoop(ABC):
                 self.policy = None
                 raise
             self.counters.version = self._unfenced(saved)
+            self.counters.last_published_at = time.time()
         elif checkpoint is not None:
             self.counters.version = checkpoint.version
         self.counters.restores += 1
@@ -234,6 +238,8 @@ class LearnerLoop(ABC):
         self.counters.add(tally)
         self.counters.version = version
         self.counters.last_checkpoint_at = time.time()
+        if publish:
+            self.counters.last_published_at = self.counters.last_checkpoint_at
         return len(entries)
 
     async def _flush_timeline(self, policy: Policy) -> None:
@@ -276,11 +282,18 @@ class LearnerLoop(ABC):
                 logger.warning("learner %s lost its lease", self.settings.experiment)
                 self.policy = None
             except (RedisError, OSError) as exc:
+                redis_errors.count("learner")
                 logger.warning("learner %s: store error (%s); restarting from the checkpoint",
                                self.settings.experiment, exc)
                 self.policy = None
                 await asyncio.sleep(idle_s)
         await self.lease.release()
+
+    async def stored_offset(self) -> str:
+        """The joined-stream offset of the stored checkpoint (whoever holds the lease);
+        ``"0"`` before the first checkpoint."""
+        checkpoint = await self._load()
+        return checkpoint.offset if checkpoint is not None else "0"
 
     async def close(self) -> None:
         """Give the lease up (a successor need not wait for it to expire)."""

@@ -97,6 +97,11 @@ class RedisLearner(LearnerLoop):
             return None
         return Checkpoint(bytes(snapshot), as_text(offset), int(version or 0))
 
+    async def stored_offset(self) -> str:
+        """The checkpoint's offset alone (the snapshot can be large)."""
+        offset = await reply(self._redis.hget(self._keys[1], "offset"))
+        return as_text(offset) if offset is not None else "0"
+
     async def _save(self, snapshot: bytes, offset: str, *, publish: bool,
                     rewards: RewardTally | None = None, point: str | None = None) -> int | None:
         policy_version = self.policy.version if self.policy is not None else 0

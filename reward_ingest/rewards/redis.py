@@ -27,6 +27,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from common import redis_errors
 from common.storage.backends import describe, redis_client
 from common.storage.group_commit import GroupCommit
 from common.storage.keys import REWARDS_STREAM
@@ -87,6 +88,7 @@ class RedisRewardStore:
         try:
             await self._redis.ping()
         except (RedisError, OSError) as exc:
+            redis_errors.count("reward_store")
             logger.warning("%s unreachable at start (%s); rewards get 503 until it answers",
                            self._where, exc)
         self._batches.start()
@@ -130,6 +132,7 @@ class RedisRewardStore:
         try:
             flags = await self._write(batch)
         except (RedisError, OSError) as exc:
+            redis_errors.count("reward_store")
             logger.warning("%s: reward batch failed (%s)", self._where, exc)
             _fail(batch, RewardStoreUnavailableError(
                 f"reward store unavailable ({self._where}); retry later"))

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from common import redis_errors
 from common.config import ExperimentConfig
 from common.storage.backends import describe, redis_client
 from common.storage.keys import (
@@ -95,6 +96,7 @@ class _Feed:
             while message is not None:  # drain: one refresh covers every notice
                 message = await self._pubsub.get_message(timeout=0.0)
         except (RedisError, OSError):
+            redis_errors.count("registry")
             # Redis is down: the watcher's poll reports it; resubscribe next time.
             await self.close()
             await asyncio.sleep(timeout_s)
@@ -178,6 +180,7 @@ class RedisRegistry:
         try:
             return await call
         except (RedisError, OSError) as exc:
+            redis_errors.count("registry")
             raise RegistryUnavailableError(f"{self._where}: {type(exc).__name__}: {exc}") from exc
 
 

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from common import redis_errors
 from common.api_errors import ApiError
 from common.config import ExperimentConfig, VariantConfig
 from common.config_problems import problem_lines
@@ -185,6 +186,7 @@ async def timeline(name: str, request: Request, state: StateDep, sync: SyncDep,
         try:
             raw, status = await source.read_timeline(name), "learner"
         except (RedisError, OSError) as exc:
+            redis_errors.count("admin")
             raise ApiError(503, "store_unavailable", f"the timeline of {name!r} could not "
                                                      f"be read: {exc}") from None
     body = build_timeline(name, route.experiment.policy.arms, raw, since=since, limit=limit,

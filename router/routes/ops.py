@@ -61,8 +61,7 @@ async def metrics(request: Request) -> Response:
         guardrails = route.experiment.guardrails
         if guardrails is not None:
             for variant, health in guardrails.states(now).items():
-                value = {"healthy": 0.0, "probing": 0.5, "suspended": 1.0}[health.value]
-                state.metrics.suspended.labels(name, variant).set(value)
+                state.metrics.guardrail_state(name, variant, health.value)
     store = state.store.status()
     state.metrics.spooling.set(1.0 if store.spooling else 0.0)
     state.metrics.spooled.set(store.spooled)

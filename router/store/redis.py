@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
 
+from common import redis_errors
 from common.storage.backends import describe, redis_client
 from common.storage.group_commit import GroupCommit
 from common.storage.keys import DECISIONS_STREAM, decision_seen_key
@@ -126,6 +127,7 @@ class RedisStore:
             try:
                 await self._redis.ping()
             except (RedisError, OSError) as exc:
+                redis_errors.count("decision_log")
                 self._enter_outage(exc)
             else:
                 self._reachable = True
@@ -200,6 +202,7 @@ class RedisStore:
             await self._write([event_id for event_id, _, _ in batch], lines,
                               dedupe=self._dedupe_live)
         except (RedisError, OSError) as exc:
+            redis_errors.count("decision_log")
             async with self._spool_lock:
                 self._enter_outage(exc)
                 _settle(batch, await self._to_spool(lines), ServiceUnavailable(_FULL))
@@ -282,6 +285,7 @@ class RedisStore:
                 self._detail = f"{self._where} back; replaying {self._spool.pending} events"
                 await self._replay()
             except (RedisError, OSError) as exc:
+                redis_errors.count("decision_log")
                 self._reachable = False
                 self._detail = (f"{self._where} unreachable ({exc}); "
                                 f"spooling to {self._spool.path}")

@@ -221,9 +221,20 @@ def test_live_demo_ends_with_the_replay_of_its_archive(
     gain = float(line.split("the bandit earned ")[1].split()[0])
     lower, upper = (float(v) for v in line.split("95% interval [")[1].split("]")[0].split(", "))
     assert lower < gain < upper
-    # The bandit moved most of the traffic to the forest (0.90 against 0.72 and 0.73),
-    # so it earned more than the equal split's ≈ 0.78: a gain of ≈ 0.05–0.1 per request.
-    assert gain > 0
+    # The truth: the bandit's own mean reward, less the equal split's (the mean of the
+    # three models' accuracies on the pool, shown in the summary table). The bandit
+    # leaves the split's two weaker variants within a few hundred requests, so the
+    # split's estimate rests on few events and its interval is wide (too wide to test
+    # the gain's sign at 400 requests); the estimate must still sit within 4 of its
+    # standard errors of the truth: a miss once in ~16,000 runs if the interval is
+    # right. The estimators' coverage itself is tested in tests/bandit/test_ope_streaming.py.
+    accuracies = [float(cells[3]) for cells in (
+        [cell.strip() for cell in text.split("│")] for text in live_run.stdout.splitlines())
+        if len(cells) == 10 and cells[1].startswith("Variant")]
+    own = float(out.split("mean reward ")[1].split(";")[0])
+    truth = own - sum(accuracies) / len(accuracies)
+    std_error = (upper - lower) / (2 * 1.96)
+    assert len(accuracies) == 3 and abs(gain - truth) <= 4 * std_error, (gain, truth, std_error)
     assert "bandit-router replay" in out
 
 

@@ -7,8 +7,9 @@ have: the logging policy's own mean against the equal split's estimate, from pai
 per-event terms.
 
 The estimate is the direct method's (DM: each variant's mean logged reward, averaged
-under the split). The demo's routing ignores the request, so those means are
-unbiased, and they stay steady where the weighted estimators cannot: the bandit
+under the split). The demo's routing ignores the request, so those means are nearly
+unbiased (adaptive logging biases a starved variant's mean slightly downward: Nie et
+al. 2018), and they stay steady where the weighted estimators cannot: the bandit
 starves two of the three variants within a few hundred requests, their logged
 probabilities fall below 0.001, and IPS, SNIPS and DR then rest on the handful of
 events whose weights reach 1/μ (an effective sample size near 10 of 4,000: in one

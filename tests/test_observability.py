@@ -214,3 +214,31 @@ def test_the_alert_rules_have_the_rule_file_shape() -> None:
 ])
 def test_the_tokenizer_finds_metric_names(expression: str, names: set[str]) -> None:
     assert metric_names(expression) == names
+
+
+def test_serve_on_memory_exposes_every_metric_the_dashboard_and_alerts_name(
+        tmp_path: Path) -> None:
+    # One process: the router, /v1/rewards and the learning loop (what `serve` runs on
+    # memory://). The same names as the two processes on Redis, after the same traffic.
+    from cli.embedded import embedded_app
+
+    settings = _settings("memory://", tmp_path)
+    simulator = create_simulator(parse_variants(SIM_VARIANTS, endpoint=SIM_ENDPOINT, seed=1))
+    with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL_SAGEMAKER", f"http://127.0.0.1:{free_port()}")
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_REGION", "us-east-1")
+        sim_url = stack.enter_context(run_asgi(simulator))
+        url = stack.enter_context(run_asgi(embedded_app(
+            settings, environ={"BANDIT_ROUTER_WEBHOOK_SECRET": SECRET},
+            backend_factory=backend_factory(sim_url))))
+        events = [httpx.post(f"{url}/v1/experiments/obs/decisions", json={}).json()["event_id"]
+                  for _ in range(3)]
+        assert _post(url, [{"event_id": events[0], "reward": 1}]).status_code == 202
+        wait_for(lambda: _value(_samples(url), "bandit_ingest_rewards_joined_total",
+                                experiment="obs") >= 1)
+        exposed = _exposed({"serve": url})
+    missing = {(where, name) for where, expr in _dashboard_expressions() + _alert_expressions()
+               for name in metric_names(expr) if family_of(name, exposed) not in exposed}
+    assert not missing

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from reward_ingest.errors import LeaseLost
 from reward_ingest.join_rules import JoinRule
 from reward_ingest.joiner import RedisJoiner
 from reward_ingest.learner import LearnerSettings, RedisLearner
+from tests._wait import wait_for_async
 
 T0 = 1_700_000_000.0
 T_END = T0 + 100_000.0
@@ -233,3 +234,27 @@ async def crash_repeatedly(url: str, rng: random.Random, *, max_rounds: int,
         with contextlib.suppress(asyncio.CancelledError):
             await task
         interrupted += 1
+
+
+async def progress_seen_alongside(run: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+                                  progress: Callable[[], int], total: int) -> set[int]:
+    """Run a loop until ``progress()`` reaches ``total``; what another task saw meanwhile.
+
+    The other task stands for the rest of the process (a request to the router): it
+    records ``progress()`` each time the event loop gives it a turn. The values strictly
+    between 0 and ``total`` are the turns it got while the loop was working.
+    """
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    async def neighbour() -> None:
+        while not stop.is_set():
+            seen.append(progress())
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(neighbour())
+    running = asyncio.create_task(run(stop))
+    await wait_for_async(lambda: progress() == total)
+    stop.set()
+    await asyncio.gather(running, other)
+    return {value for value in seen if 0 < value < total}

@@ -22,8 +22,12 @@ from common.storage.keys import DECISIONS_STREAM, JOINED_STREAM, REWARDS_STREAM
 from reward_ingest.errors import LeaseLost
 from reward_ingest.join_rules import JoinedEvent, JoinRule
 from reward_ingest.joiner import JoinedLog, MemoryJoiner, RedisJoiner
-from tests._wait import wait_for_async
-from tests.reward_ingest._pipeline import decision, fixed_input, reward
+from tests.reward_ingest._pipeline import (
+    decision,
+    fixed_input,
+    progress_seen_alongside,
+    reward,
+)
 
 T = 1_000_000.0
 RULES = {
@@ -401,24 +405,12 @@ def test_memory_joiner_lets_the_process_run_while_it_works_through_a_backlog() -
     batches = 8
     events = [decision(f"e{i}", "first", 1.0) for i in range(batches * 50)]
 
-    async def scenario() -> list[int]:
+    async def scenario() -> set[int]:
         await harness.feed(events, [reward(f"e{i}", 1.0, 2.0, f"r{i}")
                                     for i in range(batches * 50)])
-        stop = asyncio.Event()
-        seen: list[int] = []
+        return await progress_seen_alongside(
+            lambda stop: harness.joiner.run(stop, clock=lambda: 3.0),
+            lambda: len(harness.joiner.joined), batches * 50)
 
-        async def neighbour() -> None:  # another task of the process, e.g. a request
-            while not stop.is_set():
-                seen.append(len(harness.joiner.joined))
-                await asyncio.sleep(0)
-
-        other = asyncio.create_task(neighbour())
-        running = asyncio.create_task(harness.joiner.run(stop, clock=lambda: 3.0))
-        await wait_for_async(lambda: len(harness.joiner.joined) == batches * 50)
-        stop.set()
-        await asyncio.gather(running, other)
-        return seen
-
-    seen = asyncio.run(scenario())
-    between = {count for count in seen if 0 < count < batches * 50}
-    assert len(between) >= batches - 2, sorted(set(seen))
+    between = asyncio.run(scenario())
+    assert len(between) >= batches - 2, sorted(between)

@@ -40,6 +40,7 @@ from tests.reward_ingest._pipeline import (
     drive_redis,
     fixed_input,
     learner_settings,
+    progress_seen_alongside,
     write_input,
 )
 
@@ -91,26 +92,10 @@ def test_memory_learner_lets_the_process_run_while_it_works_through_a_backlog() 
     settings = LearnerSettings("first", {"type": "thompson"}, ("A", "B"), batch=50)
     learner = MemoryLearner(settings, log, MemoryCheckpoints(), MemoryLeaseTable())
 
-    async def scenario() -> list[int]:
-        stop = asyncio.Event()
-        seen: list[int] = []
-
-        async def neighbour() -> None:  # another task of the process, e.g. a request
-            while not stop.is_set():
-                seen.append(learner.counters.learned)
-                await asyncio.sleep(0)
-
-        other = asyncio.create_task(neighbour())
-        running = asyncio.create_task(learner.run(stop))
-        await wait_for_async(lambda: learner.counters.learned == batches * 50)
-        stop.set()
-        await asyncio.gather(running, other)
-        return seen
-
-    seen = asyncio.run(scenario())
+    between = asyncio.run(progress_seen_alongside(
+        learner.run, lambda: learner.counters.learned, batches * 50))
     # The neighbour ran between the batches, not only before the first or after the last.
-    between = {count for count in seen if 0 < count < batches * 50}
-    assert len(between) >= batches - 2, sorted(set(seen))
+    assert len(between) >= batches - 2, sorted(between)
 
 
 def test_memory_pipeline_matches_redis(redis_url: str) -> None:

@@ -21,13 +21,13 @@ References, measured in the same run and interleaved with ours round by round:
 
 - context-free: a bare Python inverse CDF over a dict of the same probabilities
   with ``random.random()`` (the least any decision can cost in Python);
-  DESIGN's budget is absolute: a context-free decision ≤ 20 µs (checked on the
+  The product's budget is absolute: a context-free decision ≤ 20 µs (checked on the
   cached path).
 - VW policies (20 shared features × 4 arms): VW's own ``Workspace.predict`` on
   the same example, pre-formatted as text (``_common``), with the same arguments
   our policy gives VW and trained on the same events; budget: our decision
   ≤ 1.5 × it. Updates are compared with ``Workspace.learn`` on the pre-formatted
-  labelled example (no budget; DESIGN's learner budget covers more than this call).
+  labelled example (no budget; the learner's budget (bench/loop.py) covers more than this call).
   For scale, VW's predict on examples parsed beforehand (no text handling at
   all) is shown too: the floor of any VW decision from Python.
 

@@ -16,15 +16,15 @@ noisy, so compare ratios, not absolute figures, across runs).
    in the same batch size (the learner's I/O; so the ratio is its overhead over I/O),
    also shown with the entries parsed; for VW, ``Workspace.learn`` on the same events
    pre-formatted as text (``_common``), in a workspace with our policy's arguments.
-   DESIGN budgets: ≥ 20,000 events/s (Thompson), ≥ 5,000/s (VW cover), checked on
+   Budgets: ≥ 20,000 events/s (Thompson), ≥ 5,000/s (VW cover), checked on
    ``RedisLearner``.
 2. **Joiner** (joined events/s): N decisions then N rewards pre-filled; ``RedisJoiner``
    steps until all N are joined (aggregate ``first``). Reference: the same entries read
    with XRANGE in the joiner's batch size and one joined entry XADDed per pair,
-   pipelined per batch (the Redis I/O any joiner does). No DESIGN budget.
+   pipelined per batch (the Redis I/O any joiner does). No budget.
 3. **Reward → routers** (seconds): R routers and an ingester in their own processes;
    K rounds of a decision, its reward, and polling until every router serves the new
-   snapshot (``_loop_latency``). DESIGN budget: p99 ≤ 1.5 s.
+   snapshot (``_loop_latency``). Budget: p99 ≤ 1.5 s.
 
 Tables are Markdown on stdout (pastes into ``bench/README.md``); progress on stderr.
 """

@@ -29,7 +29,7 @@ over rounds; added latency is a target's p50 at 1 connection minus direct's.
 Server CPU per request is the target's process CPU (nginx: master + worker)
 over the 32-connection run divided by its requests.
 
-DESIGN's budgets (one worker process): the router with Redis logging reaches
+The product's budgets (one worker process): the router with Redis logging reaches
 ≥ 0.7× the pass-through's requests/s at 32 connections, and adds ≤ 1.5× the
 latency the pass-through adds. Then router-redis gets ``--steady`` × 10 s of
 load back to back (its guardrails' 60 s window fills up), and py-spy samples it

@@ -40,7 +40,7 @@ Cases (the means are part of the contract of this benchmark):
 - ``delay``: the k5 problem with each reward arriving 500 steps late.
 - ``contextual``: ``ContextualProblem(n_arms=4, n_features=20, seed=0)``, T = 10,000.
 
-Budgets (this benchmark's own; DESIGN.md's are on speed): our thompson ≤ 1.1 ×
+Budgets (this benchmark's own; the speed budgets are in bench/README.md): our thompson ≤ 1.1 ×
 mabwiser's Thompson regret on k2-close, k5 and delay; our change-detecting thompson
 and our discounted thompson each ≤ 1.0 × mabwiser's UCB1 regret on switch; each of
 our VW policies' mean reward within 1 % of VW run directly with the same flags.

@@ -1,4 +1,4 @@
-"""The YAML configuration (DESIGN "Configuration"): frozen models that refuse bad keys by path.
+"""The YAML configuration: frozen models that refuse bad keys by path.
 
 Every model forbids unknown keys; numbers must be finite and of the right kind
 (``"20"`` is not an integer); names follow SageMaker's rules. A policy is checked

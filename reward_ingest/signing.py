@@ -1,4 +1,4 @@
-"""Webhook signatures: HMAC-SHA256 over the timestamp and the raw body (DESIGN "POST /v1/rewards").
+"""Webhook signatures: HMAC-SHA256 over the timestamp and the raw body.
 
 A sender signs ``f"{timestamp}.".encode() + body`` with a shared secret and sends
 

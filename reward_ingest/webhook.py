@@ -1,4 +1,4 @@
-"""``POST /v1/rewards``: the signed reward webhook (DESIGN "POST /v1/rewards — the webhook").
+"""``POST /v1/rewards``: the signed reward webhook.
 
 Request: ``{"event_id": str, "reward": number}`` or ``{"rewards": [{...}, ...]}``; an
 item may also carry ``"experiment"`` and ``"reward_id"`` (``null`` counts as absent)

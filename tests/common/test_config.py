@@ -21,7 +21,7 @@ from common.config import (
 )
 from common.config_problems import dotted
 
-DESIGN_EXAMPLE = """\
+FULL_EXAMPLE = """\
 store: redis://localhost:6379/0        # or memory://
 experiments:
   - name: churn
@@ -71,7 +71,7 @@ def write(tmp_path: Path, text: str) -> Path:
 # --- good configurations -------------------------------------------------------------------
 
 def test_design_example_parses(tmp_path: Path) -> None:
-    settings = load_settings(write(tmp_path, DESIGN_EXAMPLE))
+    settings = load_settings(write(tmp_path, FULL_EXAMPLE))
     assert settings.store == "redis://localhost:6379/0"
     (churn,) = settings.experiments
     assert churn.arms == ("Variant1", "Variant2")
@@ -416,9 +416,9 @@ def test_secrets_from_the_environment() -> None:
 
 def test_check_config_ok_and_errors(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
-    assert check_config(write(tmp_path, DESIGN_EXAMPLE), out=out, err=err) == 0
+    assert check_config(write(tmp_path, FULL_EXAMPLE), out=out, err=err) == 0
     assert out.getvalue() == "OK: 1 experiment\n" and err.getvalue() == ""
-    bad = DESIGN_EXAMPLE.replace("aggregate: first", "aggregate: last").replace(
+    bad = FULL_EXAMPLE.replace("aggregate: first", "aggregate: last").replace(
         "{type: thompson}", "{type: thompson, samples: 0}")
     out, err = io.StringIO(), io.StringIO()
     assert check_config(write(tmp_path, bad), out=out, err=err) == 2
@@ -431,7 +431,7 @@ def test_check_config_ok_and_errors(tmp_path: Path) -> None:
 
 
 def test_check_config_default_streams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert check_config(write(tmp_path, DESIGN_EXAMPLE)) == 0
+    assert check_config(write(tmp_path, FULL_EXAMPLE)) == 0
     assert check_config(tmp_path / "missing.yaml") == 2
     captured = capsys.readouterr()
     assert captured.out == "OK: 1 experiment\n"

@@ -38,7 +38,7 @@ from typing import Any, Self
 import numpy as np
 
 from ._errors import FeedbackError
-from ._feature_index import FeatureIndex
+from ._feature_index import BIAS, FeatureIndex
 from ._policy import FloatArray, Policy
 from ._registry import register
 from ._spec import SpecReader
@@ -220,10 +220,11 @@ class SquareCBPolicy(Policy):
         features = state["features"]
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise ValueError("features must be a list of names")
+        if len(set(features)) != len(features) or BIAS in features \
+                or len(features) >= policy.max_features:
+            raise ValueError("features repeat or exceed max_features")
         policy._index = FeatureIndex(policy.max_features, features)
         size, k = len(policy._index), len(arms)
-        if len(policy._index.names) != len(features) or size > policy.max_features:
-            raise ValueError("features repeat or exceed max_features")
         policy._w = _decode(state["weights"], (size, k))
         policy._p = _decode(state["covariances"], (k, size, size))
         policy._t = int(state["learned"])

@@ -16,6 +16,7 @@ from bandit import Feedback, Policy, load_policy, make_policy, sample
 from bandit.dsjson import from_dsjson, to_dsjson
 from bandit.ope import read_archive
 from bandit.ope._candidates import Candidate
+from common.config import ConfigError, parse_settings
 from reward_ingest.join_rules import JoinedEvent
 from reward_ingest.joiner import JoinedLog
 from reward_ingest.learner import LearnerSettings, MemoryCheckpoints, MemoryLearner
@@ -154,3 +155,17 @@ def test_a_squarecb_candidate_replays_as_the_learner_would_train_it(tmp_path: Pa
     assert np.array_equal(replayed, expected)  # the same policy, bit for bit
     assert np.abs(np.diff(replayed, axis=0)).max() > 0.1  # it learned, and it depends on x
     assert candidate.skipped == 0
+
+
+def test_the_config_accepts_squarecb_and_names_a_bad_key() -> None:
+    def settings(policy: dict[str, Any]) -> Any:
+        return parse_settings({"experiments": [{
+            "name": "churn", "endpoint": "churn-endpoint",
+            "variants": [{"name": "V1"}, {"name": "V2"}], "policy": policy}]})
+
+    spec = {"type": "squarecb", "gamma_scale": 20, "ridge": 0.5}
+    assert settings(spec).experiments[0].policy == spec
+    with pytest.raises(ConfigError) as caught:
+        settings({"type": "squarecb", "max_features": 1})
+    assert caught.value.problems == [
+        "experiments[0].policy.max_features: must be in [2, 1024], got 1"]

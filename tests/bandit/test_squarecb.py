@@ -175,6 +175,35 @@ def test_learns_a_known_linear_model() -> None:
         np.testing.assert_allclose(scores, expected, rtol=0, atol=0.03)
 
 
+def test_the_weights_are_the_ridge_regression_solution() -> None:
+    """RLS after every event is exact: wₐ = (λI + ZᵀZ)⁻¹ Zᵀy over arm a's events, and a
+    new arm's ridge pulls toward its prior mean (the others' mean) instead of 0."""
+    rng = np.random.default_rng(11)
+    policy = squarecb(ridge=0.5)
+    data: dict[str, list[tuple[list[float], float]]] = {"A": [], "B": [], "C": []}
+    for i in range(900):
+        x = (rng.normal(size=4) * 2).tolist()
+        arm = ARMS[i % 3]
+        reward = float(rng.random() < 0.4)
+        data[arm].append(([1.0, *x], reward))
+        policy.update([Feedback(arm, reward, 1 / 3, {f"x{j}": v for j, v in enumerate(x)})])
+    for a, arm in enumerate(ARMS):
+        z = np.array([row for row, _ in data[arm]])
+        y = np.array([r for _, r in data[arm]])
+        ridge = np.linalg.solve(z.T @ z + 0.5 * np.eye(5), z.T @ y)
+        np.testing.assert_allclose(policy._w[:, a], ridge, rtol=0, atol=1e-12)
+    prior = policy._w.mean(axis=1)
+    policy.add_arm("D")
+    z = rng.normal(size=(40, 5))
+    z[:, 0] = 1.0
+    y = rng.random(40)
+    policy.update([Feedback("D", float(r), 0.25, {f"x{j}": float(v) for j, v in
+                                                 enumerate(row[1:])})
+                   for row, r in zip(z, y, strict=True)])
+    toward_prior = prior + np.linalg.solve(z.T @ z + 0.5 * np.eye(5), z.T @ (y - z @ prior))
+    np.testing.assert_allclose(policy._w[:, 3], toward_prior, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize(("problem", "margin"), [
     # Margins: expected reward of the arms played over steps 2000–4000, minus the best
     # fixed arm's (ContextualProblem ≈ 0.575, oracle 0.829; CategoricalProblem(seed 0)

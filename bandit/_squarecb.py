@@ -106,7 +106,7 @@ class SquareCBPolicy(Policy):
 
     def scores(self, context: Context | None, offered: Sequence[Arm] | None = None
                ) -> FloatArray:
-        """ŷ per arm (``offered``, default every arm, in that order) for ``context``."""
+        """ŷ per offered arm (default every arm), in the policy's arm order, for ``context``."""
         arms = self.arms if offered is None else tuple(offered)
         return self._scores(context, self._offered(arms))
 

@@ -7,7 +7,7 @@ No I/O: the router and the reward ingester call this package; it calls neither.
     probs = policy.probabilities(context=None, eligible=None)
 """
 
-from . import _epsilon_greedy, _static, _thompson, _ucb1, _vw  # noqa: F401  (register types)
+from . import _epsilon_greedy, _squarecb, _static, _thompson, _ucb1, _vw  # noqa: F401  (register types)
 from ._epsilon_greedy import EpsilonGreedyPolicy
 from ._errors import (
     ArmError,
@@ -21,6 +21,7 @@ from ._errors import (
 from ._policy import Policy
 from ._registry import load_policy, make_policy, policy_types
 from ._sampling import sample, unit_uniform
+from ._squarecb import SquareCBPolicy
 from ._static import StaticPolicy
 from ._thompson import ThompsonPolicy
 from ._types import Arm, Context, Eligible, Feedback, PolicySpec, Probabilities
@@ -44,6 +45,7 @@ __all__ = [
     "Probabilities",
     "SnapshotError",
     "SpecError",
+    "SquareCBPolicy",
     "StaticPolicy",
     "ThompsonPolicy",
     "UCB1Policy",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class Problem(Protocol):
     @property
     def arms(self) -> tuple[Arm, ...]: ...
 
-    def context(self, t: int, rng: np.random.Generator) -> dict[str, float] | None: ...
+    def context(self, t: int, rng: np.random.Generator) -> dict[str, Any] | None: ...
 
     def means(self, t: int, context: Context | None) -> FloatArray: ...
 
@@ -139,6 +139,91 @@ class ContextualProblem:
         self, t: int, context: Context | None, arm_index: int, rng: np.random.Generator
     ) -> float:
         return 1.0 if rng.random() < self.means(t, context)[arm_index] else 0.0
+
+
+# The categorical problem's features: (name, values, frequencies). The last is a
+# bool, present (True) in half the contexts; the policies see True as a feature
+# and False as none, as they see every bool.
+_CATEGORICAL_FEATURES: tuple[tuple[str, tuple[Any, ...], tuple[float, ...]], ...] = (
+    ("country", tuple(f"c{i:02d}" for i in range(12)),
+     tuple(1.0 / (i + 1) for i in range(12))),  # Zipf: a few big markets, a long tail
+    ("device", ("ios", "android", "web"), (0.4, 0.4, 0.2)),
+    ("plan", ("free", "basic", "pro", "team"), (0.55, 0.25, 0.15, 0.05)),
+    ("returning", (False, True), (0.5, 0.5)),
+)
+_EFFECT_SCALE = 1.0
+
+
+class CategoricalProblem:
+    """Bernoulli rewards from categorical contexts: ``p = sigmoid(bₐ + Σ_f e[a, f, x_f])``.
+
+    A context is ``{"country": "c00".."c11", "device": "ios" | "android" | "web",
+    "plan": "free" | "basic" | "pro" | "team", "returning": bool}``, each drawn
+    independently (countries Zipf-distributed, so rare values are seen rarely).
+    Every arm has its own effect per feature value, N(0, 1) from ``seed``, and the
+    intercepts ``bₐ`` of ``ContextualProblem``; the expected reward is additive in
+    the one-hot features inside a logistic, so a per-arm linear model on the
+    one-hot features (VW's ``name=value`` features with ``-q sa``) can fit it.
+
+    There are 288 distinct contexts, so ``expected_rewards`` computes the best
+    fixed arm's and the per-context oracle's mean reward exactly.
+    """
+
+    def __init__(self, n_arms: int = 4, seed: int = 0) -> None:
+        if n_arms < 1:
+            raise ValueError(f"need n_arms >= 1, got {n_arms}")
+        rng = np.random.default_rng(seed)
+        self.features: tuple[str, ...] = tuple(name for name, _, _ in _CATEGORICAL_FEATURES)
+        self._values = [values for _, values, _ in _CATEGORICAL_FEATURES]
+        self._frequencies = [np.array(f) / sum(f) for _, _, f in _CATEGORICAL_FEATURES]
+        self._cumulative = [np.cumsum(f) for f in self._frequencies]
+        self._effects: list[FloatArray] = [
+            _EFFECT_SCALE * rng.standard_normal((len(values), n_arms)) for values in self._values]
+        self.bias: FloatArray = np.linspace(*_BIAS_RANGE, n_arms)
+        self._position = [{value: i for i, value in enumerate(values)}
+                          for values in self._values]
+        self._arms = tuple(f"arm{i}" for i in range(n_arms))
+
+    @property
+    def arms(self) -> tuple[Arm, ...]:
+        return self._arms
+
+    def context(self, t: int, rng: np.random.Generator) -> dict[str, Any] | None:
+        draws = rng.random(len(self.features))
+        # Inverse CDF per feature; min() guards against a cumulative sum just below 1.
+        return {name: values[min(int(np.searchsorted(cumulative, u, side="right")),
+                                 len(values) - 1)]
+                for name, values, cumulative, u in zip(self.features, self._values,
+                                                       self._cumulative, draws.tolist(),
+                                                       strict=True)}
+
+    def means(self, t: int, context: Context | None) -> FloatArray:
+        if context is None:
+            raise ValueError("CategoricalProblem needs a context")
+        logits = self.bias.copy()
+        for name, effects, position in zip(self.features, self._effects, self._position,
+                                           strict=True):
+            logits += effects[position[context[name]]]
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
+
+    def reward(
+        self, t: int, context: Context | None, arm_index: int, rng: np.random.Generator
+    ) -> float:
+        return 1.0 if rng.random() < self.means(t, context)[arm_index] else 0.0
+
+    def expected_rewards(self) -> tuple[FloatArray, float]:
+        """Each fixed arm's mean reward and the oracle's, exactly (over every context)."""
+        arms = np.zeros(len(self._arms))
+        oracle = 0.0
+        for combination in np.ndindex(*(len(v) for v in self._values)):
+            weight = math.prod(float(f[i]) for f, i in zip(self._frequencies, combination,
+                                                             strict=True))
+            context = {name: values[i] for name, values, i in zip(self.features, self._values,
+                                                                  combination, strict=True)}
+            means = self.means(0, context)
+            arms += weight * means
+            oracle += weight * float(means.max())
+        return arms, oracle
 
 
 def _check_means(means: Sequence[float], size: int | None, what: str) -> FloatArray:

@@ -35,9 +35,22 @@ def vw_command(policy: Any) -> str:
                      str(seed), *policy.args])
 
 
-def shared_line(context: Mapping[str, float]) -> str:
-    """The ``shared`` line of a cb_explore_adf example: every feature in namespace ``s``."""
-    return "shared |s " + " ".join(f"{name}:{value:.9g}" for name, value in context.items())
+def shared_line(context: Mapping[str, Any]) -> str:
+    """The ``shared`` line of a cb_explore_adf example: every feature in namespace ``s``.
+
+    Numbers are ``name:value``, strings one-hot ``name=value``, true ``name:1``,
+    false nothing (the benchmarks' names and values need no escaping).
+    """
+    tokens = ["shared |s"]
+    for name, value in context.items():
+        if isinstance(value, bool):
+            if value:
+                tokens.append(f"{name}:1")
+        elif isinstance(value, str):
+            tokens.append(f"{name}={value}")
+        else:
+            tokens.append(f"{name}:{value:.9g}")
+    return " ".join(tokens)
 
 
 def action_lines(arms: Sequence[str]) -> list[str]:
@@ -45,13 +58,13 @@ def action_lines(arms: Sequence[str]) -> list[str]:
     return [f"|a arm={arm}" for arm in arms]
 
 
-def adf_example(context: Mapping[str, float], actions: Sequence[str]) -> list[str]:
+def adf_example(context: Mapping[str, Any], actions: Sequence[str]) -> list[str]:
     """An unlabelled multi-line example: shared line, then the action lines."""
     return [shared_line(context), *actions]
 
 
 def labelled_example(
-    context: Mapping[str, float], actions: Sequence[str], chosen: int, reward: float,
+    context: Mapping[str, Any], actions: Sequence[str], chosen: int, reward: float,
     probability: float,
 ) -> list[str]:
     """The example with the chosen action labelled ``0:−reward:probability``."""

@@ -30,6 +30,11 @@ References, measured in the same run and interleaved with ours round by round:
   labelled example (no budget; the learner's budget (bench/loop.py) covers more than this call).
   For scale, VW's predict on examples parsed beforehand (no text handling at
   all) is shown too: the floor of any VW decision from Python.
+- ``squarecb`` (numpy, no VW; the same 20 features × 4 arms and events): VW's
+  ``--squarecb`` with the same interactions (``-q sa``), its ``Workspace.predict``
+  and ``Workspace.learn`` on the pre-formatted text examples; budgets: our decision
+  ≤ 1× VW's predict, and our learning at least half VW's rate (our update of one
+  event ≤ 2× VW's learn).
 
 Every figure is the median over rounds of the mean time per call in a round.
 """
@@ -56,6 +61,8 @@ N_FEATURES = 20
 WARMUP_EVENTS = 2_000
 CONTEXT_FREE_BUDGET_US = 20.0
 VW_BUDGET_RATIO = 1.5
+OWN_DECISION_BUDGET_RATIO = 1.0
+OWN_LEARN_BUDGET_RATIO = 2.0  # µs per event: learning at ≥ 0.5× VW's rate
 
 CONTEXT_FREE_SPECS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("static", {"type": "static"}),
@@ -69,6 +76,10 @@ VW_SPECS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("online_cover (cover 3)", {"type": "online_cover", "cover": 3}),
     ("vw --squarecb", {"type": "vw", "flags": "--squarecb"}),
     ("vw --epsilon 0.05", {"type": "vw", "flags": "--epsilon 0.05"}),
+)
+# Our own contextual policies, each against the VW policy whose arguments VW runs with.
+OWN_SPECS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+    ("squarecb", {"type": "squarecb"}, {"type": "vw", "flags": "--squarecb"}),
 )
 
 Timer = Callable[[int], float]
@@ -287,6 +298,50 @@ def vw_rows(rounds: Rounds, rng: np.random.Generator, progress: Callable[[str], 
     return rows, budgets
 
 
+def own_rows(rounds: Rounds, rng: np.random.Generator, progress: Callable[[str], None]
+             ) -> tuple[list[list[str]], list[list[str]]]:
+    """Our contextual policies against VW run with the reference spec's arguments."""
+    ctxs = contexts(WARMUP_EVENTS + 256, rng)
+    warmup = contextual_events(ctxs[:WARMUP_EVENTS], rng)
+    probe = ctxs[WARMUP_EVENTS:]
+    actions = _common.action_lines(ARMS)
+    index = {arm: i for i, arm in enumerate(ARMS)}
+    learn_examples = [
+        _common.labelled_example(e.context or {}, actions, index[e.arm], e.reward,
+                                 e.probability) for e in warmup]
+    predict_examples = [_common.adf_example(c, actions) for c in probe]
+    rows, budgets = [], []
+    for label, spec, reference in OWN_SPECS:
+        progress(label)
+        policy = make_policy(spec, ARMS, seed=1)
+        workspace = vowpalwabbit.Workspace(_common.vw_command(make_policy(reference, ARMS,
+                                                                          seed=1)))
+        policy.update(warmup)
+        for example in learn_examples:
+            workspace.learn(example)
+        parsed = [workspace.parse(example) for example in predict_examples]
+        vw, ours, vw_parsed = median_us([vw_predict(workspace, predict_examples),
+                                         contextual_decision(policy, probe),
+                                         vw_predict_parsed(workspace, parsed)],
+                                        rounds.scaled(0.1))
+        for example in parsed:
+            workspace.finish_example(example)
+        vw_up, ours_up = median_us([vw_learn(workspace, learn_examples),
+                                    updates(policy, warmup, 1)], rounds.scaled(0.05))
+        vw_label = f"VW {reference.get('flags', '')}".strip()
+        rows.append([label, vw_label, f"{vw_parsed:.1f}", f"{vw:.1f}", f"{ours:.1f}",
+                     f"{ours / vw:.2f}", f"{vw_up:.1f}", f"{ours_up:.1f}",
+                     f"{vw_up / ours_up:.2f}"])
+        decision_ok = ours <= OWN_DECISION_BUDGET_RATIO * vw
+        learn_ok = ours_up <= OWN_LEARN_BUDGET_RATIO * vw_up
+        budgets.append([f"{label}: decision", f"≤ {OWN_DECISION_BUDGET_RATIO:g}× {vw_label} "
+                        "predict", f"{ours / vw:.2f}×", "PASS" if decision_ok else "FAIL"])
+        budgets.append([f"{label}: learning rate",
+                        f"≥ {1 / OWN_LEARN_BUDGET_RATIO:g}× {vw_label} learn",
+                        f"{vw_up / ours_up:.2f}×", "PASS" if learn_ok else "FAIL"])
+    return rows, budgets
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer, shorter rounds")
@@ -306,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cf_rows, cf_budgets = context_free_rows(rounds, rng, progress)
     vw_table, vw_budgets = vw_rows(rounds, rng, progress)
+    own_table, own_budgets = own_rows(rounds, rng, progress)
 
     print("\n## Context-free policies (µs)\n")
     print(_common.markdown_table(
@@ -316,9 +372,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["policy", "VW predict (parsed)", "reference: VW predict (text)", "our decision",
          "ratio", "VW learn (text)",
          "our update, 1 event", "ratio"], vw_table))
+    print(f"\n## Our contextual policies against VW, {N_FEATURES} shared features × "
+          f"{len(ARMS)} arms (µs)\n")
+    print(_common.markdown_table(
+        ["policy", "reference", "VW predict (parsed)", "VW predict (text)", "our decision",
+         "ratio", "VW learn (text)", "our update, 1 event", "learning rate, ours / VW"],
+        own_table))
     print("\n## Budgets\n")
     print(_common.markdown_table(["what", "budget", "measured", "verdict"],
-                                 cf_budgets + vw_budgets))
+                                 cf_budgets + vw_budgets + own_budgets))
     return 0
 
 

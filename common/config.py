@@ -150,8 +150,8 @@ class ExperimentConfig(ConfigModel):
                     "distinct names.")
     policy: dict[str, Any] = Field(
         description="The policy spec: `type` (`static`, `epsilon_greedy`, `thompson`, "
-                    "`ucb1`, `online_cover`, `vw`) and that type's keys; checked by building "
-                    "the policy over the variants.")
+                    "`ucb1`, `squarecb`, `online_cover`, `vw`) and that type's keys; checked "
+                    "by building the policy over the variants.")
     context: ContextConfig = Field(
         default_factory=lambda: ContextConfig.model_validate({}),
         description="Where a decision's features come from.")

@@ -138,7 +138,7 @@ class IngestService:
         policy = learner.policy if learner is not None else None
         if policy is None:
             return None
-        if policy.type_name in ("online_cover", "vw"):
+        if policy.contextual:
             # A contextual policy has no single split: average what it served lately.
             recent = self.recent.get(experiment)
             if not recent:

@@ -242,12 +242,11 @@ class Candidate:
                                  "with contexts")
         return chunk.contexts
 
-    def _lines(self, chunk: LogChunk) -> list[str]:
+    def _lines(self, chunk: LogChunk) -> Sequence[str]:
         if chunk.lines is None or len(chunk.lines) != len(chunk):
             raise CandidateError(f"candidate {self.name!r} learns from the DSJSON lines: "
                                  "read the archive with lines")
-        # VW's JSON parser takes one line without its newline.
-        return [line.rstrip("\r\n") for line in chunk.lines]
+        return chunk.lines  # with or without its newline: VW reads a line the same
 
 
 def _probe_arms(spec: PolicySpec) -> tuple[Arm, ...]:

@@ -64,20 +64,18 @@ class VWLineReplay:
         # floats, not a list per line: no container per event for the collector to scan.
         parse, learn, finish = self._parse, self._learn, self._finish
         extend, count = flat.extend, counts.append
-        for i, line in enumerate(lines):
-            try:
+        try:
+            for line in lines:
                 examples = parse(line)
-            except RuntimeError as exc:
-                raise LineRefusedError(i, f"cannot be read: {exc}") from None
-            try:
-                learn(examples)  # predicts, then updates: the example keeps the prediction
-                action_scores = examples[0].get_action_scores()
-            except RuntimeError as exc:
-                raise LineRefusedError(i, f"cannot be learned: {exc}") from None
-            finally:
-                finish(examples)
-            extend(action_scores)
-            count(len(action_scores))
+                try:
+                    learn(examples)  # predicts, then updates: the example keeps the prediction
+                    action_scores = examples[0].get_action_scores()
+                finally:
+                    finish(examples)
+                extend(action_scores)
+                count(len(action_scores))
+        except RuntimeError as exc:  # the line after the last one counted
+            raise LineRefusedError(len(counts), f"is refused: {exc}") from None
         expected = offered.sum(axis=1)
         actions = np.array(counts, dtype=np.intp)
         wrong = np.flatnonzero(actions != expected)

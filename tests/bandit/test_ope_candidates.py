@@ -259,6 +259,15 @@ def test_vw_candidate_is_the_same_whatever_the_chunk_size(
     assert np.array_equal(small, whole)
 
 
+def test_vw_candidate_reads_a_line_the_same_with_its_newline(archive: Path) -> None:
+    lines = archive.read_text().splitlines()[:1000]
+    spec = {"type": "vw", "flags": "--bag 3"}
+    bare = replay(Candidate("vw", spec, seed=1), lines)
+    for end in ("\n", "\r\n"):
+        ended = replay(Candidate("vw", spec, seed=1), [line + end for line in lines])
+        assert np.array_equal(ended, bare)
+
+
 def test_vw_candidate_follows_arms_removed_and_added_back(
         archive: Path, tmp_path: Path) -> None:
     lines = archive.read_text().splitlines()
@@ -416,8 +425,8 @@ def test_problems_only_the_arms_reveal_are_refused_on_the_first_chunk(archive: P
 
 
 @pytest.mark.parametrize(("broken", "message"), [
-    ('"_labelIndex":', r"line 3 of the chunk cannot be read: .*_labelIndex must be smaller"),
-    ('"c":{', r"line 3 of the chunk cannot be read: JSON parser error"),
+    ('"_labelIndex":', r"line 3 of the chunk is refused: .*_labelIndex must be smaller"),
+    ('"c":{', r"line 3 of the chunk is refused: JSON parser error"),
 ], ids=["label", "json"])
 def test_a_line_vowpal_wabbit_refuses_is_named(archive: Path, broken: str, message: str) -> None:
     first = next(chunks(archive.read_text().splitlines()))

@@ -12,7 +12,7 @@ the model is that of one uninterrupted pass. Running the driver per chunk instea
 needs the model saved and reloaded between chunks, and ``--save_resume`` does not
 restore every explorer's state (``--cover``, ``--bag`` and ``--rnd`` predict
 differently after a reload); the driver's ``-p`` output also costs more than this
-loop on its own.
+loop on its own (``bench/_vw_replay_loop.py`` times both).
 """
 
 from __future__ import annotations

@@ -255,8 +255,8 @@ def driver_rows(lines: Sequence[str], args: str, tmp_path: Path, *,
     {"type": "vw", "flags": "--rnd 2"}], ids=str)
 def test_vw_candidate_is_the_same_whatever_the_chunk_size(
         archive: Path, spec: dict[str, Any]) -> None:
-    # One model walks the whole log: a chunk boundary must not save and reload it, which
-    # loses state for these explorers (cover's ties, bag's draws, rnd's projections).
+    # One model walks the whole log: a chunk boundary must not save and reload it, after
+    # which these three explorers predict differently (--save_resume keeps too little).
     lines = archive.read_text().splitlines()
     whole = replay(Candidate("vw", spec, seed=7), lines, size=EVENTS)  # one per arm list
     small = replay(Candidate("vw", spec, seed=7), lines, size=37)

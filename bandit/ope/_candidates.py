@@ -32,14 +32,15 @@ Three ways to get there, all with the same answers as the public ``Policy`` API:
   distinct offered set in the chunk, vectorised over the events.
 - **progressive** (every other type): ``probabilities`` then ``update``, per event.
 - **VW** (``online_cover``, ``vw``): VW reads the archive's own DSJSON lines (a
-  workspace with the policy's arguments plus ``--dsjson``): predict, then learn,
-  per line. That predicts what VW's own ``--dsjson`` driver predicts over the file
-  (checked pmf for pmf for every explorer the policy accepts), costs about as much,
-  and is the model the policy learns: a line's features are the policy's features
-  (``bandit.dsjson``), read from JSON instead of text (values a few float32 ulps
-  apart, so answers agree to ~1e-5, not bit for bit). Encoding each context to
-  text twice instead costs 2-3× as much. The policy's ``floor`` is applied on
-  top, as ``Policy.probabilities`` does.
+  workspace with the policy's arguments plus ``--dsjson``, alive as long as the
+  candidate): one ``learn`` per line, which predicts before it updates, as VW's own
+  ``--dsjson`` driver does per line (``_vw_replay``). That predicts what the driver
+  predicts over the file (checked pmf for pmf for every explorer the policy
+  accepts) and is the model the policy learns: a line's features are the policy's
+  features (``bandit.dsjson``), read from JSON instead of text (values a few float32
+  ulps apart, so answers agree to ~1e-5, not bit for bit). Encoding each context to
+  text twice instead costs 2-3× as much. The policy's ``floor`` is applied on top,
+  as ``Policy.probabilities`` does.
 
 Columns are ``chunk.arms``; the candidate follows a change of variant list between
 chunks with ``add_arm``/``remove_arm``, as the production policy does. A ``_multi``
@@ -54,15 +55,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import vowpalwabbit
 
 from .._errors import ArmError, BanditError, EvaluationError, SpecError
 from .._policy import Policy, decode_snapshot
 from .._registry import load_policy, make_policy
 from .._static import StaticPolicy
 from .._types import Arm, Context, Feedback, PolicySpec
-from .._vw import FIXED_ARGS, VWPolicy, _workspace
+from .._vw import FIXED_ARGS, VWPolicy
 from ._chunks import BoolArray, FloatArray, IntArray, LogChunk
+from ._vw_replay import LineRefusedError, VWLineReplay
 
 __all__ = ["Candidate", "CandidateError"]
 
@@ -100,7 +101,7 @@ class Candidate:
         self._spec: PolicySpec | None = None
         self._seed = seed
         self._policy: Policy | None = None
-        self._vw: vowpalwabbit.Workspace | None = None
+        self._vw: VWLineReplay | None = None
         if isinstance(spec, Policy):
             try:  # ours to teach; the caller's is untouched
                 template = load_policy(spec.snapshot())
@@ -172,16 +173,16 @@ class Candidate:
             raise CandidateError(f"candidate {self.name!r} cannot follow the variant list "
                                  f"{list(arms)}: {exc}") from None
 
-    def _dsjson_workspace(self, policy: Policy) -> vowpalwabbit.Workspace:
+    def _dsjson_workspace(self, policy: Policy) -> VWLineReplay:
         if not isinstance(policy, VWPolicy):
             raise CandidateError(f"candidate {self.name!r} is not a Vowpal Wabbit policy")
         args = [*FIXED_ARGS, "--dsjson", *policy.args]
         try:
             if self._spec is not None:
                 # The seed exactly as VWPolicy passes it, so the model is the policy's.
-                return _workspace([*args, "--random_seed", str(self._seed % (1 << 64))])
+                return VWLineReplay([*args, "--random_seed", str(self._seed % (1 << 64))])
             state = decode_snapshot(policy.snapshot())["state"]
-            return _workspace(args, base64.b64decode(state["model"]))
+            return VWLineReplay(args, base64.b64decode(state["model"]))
         except ValueError as exc:
             raise CandidateError(f"candidate {self.name!r}: Vowpal Wabbit refused "
                                  f"{' '.join(args)}: {exc}") from None
@@ -224,38 +225,13 @@ class Candidate:
 
     def _replay_lines(self, policy: Policy, chunk: LogChunk, patterns: BoolArray,
                       pattern_of: IntArray) -> FloatArray:
-        workspace = self._vw
-        if workspace is None:  # _policy_for made it
+        replay = self._vw
+        if replay is None:  # _policy_for made it
             raise CandidateError(f"candidate {self.name!r} has no Vowpal Wabbit workspace")
-        lines = self._lines(chunk)
-        parse, predict = workspace._parse, workspace.predict_multi
-        learn, finish = workspace.learn_multi, workspace._finish_example_multi_ex
-        scores: list[list[float]] = []
-        append = scores.append
-        for i, line in enumerate(lines):
-            try:
-                examples = parse(line)
-            except RuntimeError as exc:
-                raise CandidateError(f"candidate {self.name!r}: Vowpal Wabbit cannot read "
-                                     f"line {i} of the chunk: {exc}") from None
-            try:
-                predict(examples)  # before learning: the distribution it would have served
-                append(examples[0].get_action_scores())
-                learn(examples)
-            finally:
-                finish(examples)
-        offered_counts = patterns.sum(axis=1)[pattern_of]
-        actions = np.fromiter(map(len, scores), dtype=np.intp, count=len(scores))
-        wrong = np.flatnonzero(actions != offered_counts)
-        if wrong.size:
-            i = int(wrong[0])
-            raise CandidateError(f"candidate {self.name!r}: line {i} of the chunk offers "
-                                 f"{actions[i]} actions, the chunk {offered_counts[i]}")
-        pmf = np.zeros((len(lines), len(chunk.arms)))
-        for p, offered in enumerate(patterns):
-            events = np.flatnonzero(pattern_of == p)
-            if events.size:
-                pmf[np.ix_(events, np.flatnonzero(offered))] = [scores[i] for i in events]
+        try:
+            pmf = replay.scores(self._lines(chunk), chunk.offered)
+        except LineRefusedError as exc:
+            raise CandidateError(f"candidate {self.name!r}: Vowpal Wabbit: {exc}") from None
         return _as_served(pmf, chunk.offered, pattern_of, patterns, policy.floor)
 
     # -- what the chunk must carry -------------------------------------------------------
@@ -266,12 +242,11 @@ class Candidate:
                                  "with contexts")
         return chunk.contexts
 
-    def _lines(self, chunk: LogChunk) -> list[str]:
+    def _lines(self, chunk: LogChunk) -> Sequence[str]:
         if chunk.lines is None or len(chunk.lines) != len(chunk):
             raise CandidateError(f"candidate {self.name!r} learns from the DSJSON lines: "
                                  "read the archive with lines")
-        # VW's JSON parser takes one line without its newline.
-        return [line.rstrip("\r\n") for line in chunk.lines]
+        return chunk.lines  # with or without its newline: VW reads a line the same
 
 
 def _probe_arms(spec: PolicySpec) -> tuple[Arm, ...]:

@@ -11,8 +11,10 @@ On Redis, per experiment ``E``:
 | key | type | holds |
 | --- | --- | --- |
 | ``bandit:stats:E`` | hash | per variant ``V``: ``V:n`` (rewards learned), ``V:sum``, |
-| | | ``V:sumsq`` (of those rewards), ``V:defaults`` (how many were the default reward); |
-| | | ``HINCRBYFLOAT`` in the learner's checkpoint script |
+| | | ``V:sumsq`` (of those rewards), ``V:defaults`` (how many were the default reward), |
+| | | ``V:errors`` (of those decisions, how many invocations failed), ``V:served`` (the |
+| | | sum of ``V``'s logged probability over every learned decision, whichever variant |
+| | | it chose); ``HINCRBYFLOAT`` in the learner's checkpoint script |
 | ``bandit:timeline:E`` | list | JSON points, oldest first, at most ``TIMELINE_MAXLEN`` |
 | | | (``RPUSH`` + ``LTRIM`` in the same script) |
 | ``bandit:pushes:E`` | list | the weight pusher's records (JSON), oldest first, at most |
@@ -25,18 +27,20 @@ A timeline point: ``{"t": unix seconds, "policy_version": int, "events": int,
 ``probability`` the policy's own probability of ``V`` now (context-free policies only).
 
 ``MemoryLearnerStats`` is the in-process twin (``memory://``): the learner writes it
-in the same synchronous step as its checkpoint, the router reads it.
+in the same synchronous step as its checkpoint, the router reads it. Its ``join_counts``
+is the in-process joiner's ``counts`` (set by whoever runs the joiner), the twin of
+``bandit:join:counts:E``.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 TIMELINE_MAXLEN = 2000
 PUSHES_MAXLEN = 100
-TOTAL_FIELDS = ("n", "sum", "sumsq", "defaults")
+TOTAL_FIELDS = ("n", "sum", "sumsq", "defaults", "errors", "served")
 
 
 def total_field(variant: str, name: str) -> str:
@@ -51,6 +55,8 @@ class MemoryLearnerStats:
     totals: dict[str, dict[str, float]] = field(default_factory=dict)
     timelines: dict[str, deque[str]] = field(default_factory=dict)
     pushes: dict[str, deque[str]] = field(default_factory=dict)
+    join_counts: Callable[[list[str]], Awaitable[dict[str, dict[str, int]]]] | None = None
+    """The joiner's counters (``Joiner.counts``), when a joiner runs in this process."""
 
     def add_totals(self, experiment: str, deltas: Iterable[tuple[str, float]]) -> None:
         """``HINCRBYFLOAT`` each (field, delta) of ``bandit:stats:{experiment}``."""
@@ -79,3 +85,9 @@ class MemoryLearnerStats:
     async def read_pushes(self, experiment: str) -> list[str]:
         """Every stored push record (JSON), oldest first."""
         return list(self.pushes.get(experiment, ()))
+
+    async def read_join_counts(self, experiment: str) -> dict[str, int]:
+        """The joiner's counters of ``experiment`` (empty when no joiner runs here)."""
+        if self.join_counts is None:
+            return {}
+        return dict((await self.join_counts([experiment])).get(experiment, {}))

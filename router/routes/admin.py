@@ -157,15 +157,24 @@ async def remove_variant(name: str, variant: str, sync: SyncDep) -> Response:
 
 @router.get("/{name}/stats", response_model=ExperimentStats,
             summary="Per-variant statistics, as this replica sees them")
-async def stats(name: str, state: StateDep, sync: SyncDep,
+async def stats(name: str, request: Request, state: StateDep, sync: SyncDep,
                 source: StatsSourceDep) -> Response:
-    """Decisions (this replica's), traffic share, guardrail state and P(best) per variant;
-    rewards joined, default rewards, mean reward with its 95% interval (from the reward
-    learner's totals) and the last weights pushed (from the weight pusher's records)."""
+    """Decisions (this replica's), traffic share, guardrail state and window figures and
+    P(best) per variant; realised share against the mean logged probability, rewards
+    joined, default and failed ones, mean reward with its 95% interval, uplift against
+    the ``control`` query parameter (a variant; default: the first) with its interval
+    and expected loss (from the reward learner's totals, all replicas); late rewards
+    (the joiner's), the sample-ratio check, the warnings, and the last weights pushed."""
     route = _served(state, name)
+    control = request.query_params.get("control")
+    arms = route.experiment.policy.arms
+    if control is not None and control not in arms:
+        raise ApiError(422, "invalid_query", f"control: must be a variant of {name!r} "
+                                             f"({', '.join(arms)}), got {control!r}",
+                       problems=[f"control: must be one of {', '.join(arms)}"])
     figures = await read_reward_figures(source, name)
     revision = sync.revision
-    body = experiment_stats(state, route, revision, figures).model_dump(mode="json")
+    body = experiment_stats(state, route, revision, figures, control).model_dump(mode="json")
     return _answer(body, revision)
 
 

@@ -9,6 +9,7 @@ The router reads them through its own ``StatsSource`` (it never imports the inge
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import math
@@ -57,8 +58,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def joined(event_id: str, variant: str, value: float, *, default: bool = False,
-           experiment: str = "first", **options: Any) -> JoinedEvent:
+           experiment: str = "first", outcome: str = "ok", **options: Any) -> JoinedEvent:
     event = decision(event_id, experiment, T0, variant=variant, **options)
+    event["outcome"] = outcome
     return JoinedEvent(json.dumps(event, separators=(",", ":")), value, default, 1, T0)
 
 
@@ -106,7 +108,7 @@ def test_timeline_rolling_mean_since_and_limit() -> None:
 
 def test_memory_learner_records_totals_and_timeline_with_each_checkpoint() -> None:
     log = JoinedLog()
-    events = [joined("a", "A", 1.0), joined("b", "A", 0.0, default=True),
+    events = [joined("a", "A", 1.0), joined("b", "A", 0.0, default=True, outcome="model_error"),
               joined("c", "B", 0.5), joined("d", "B", 1.0, targeted=True),  # not learned
               joined("e", "Gone", 1.0), joined("f", "A", 1.0, experiment="maxed")]
     for event in events:
@@ -125,7 +127,13 @@ def test_memory_learner_records_totals_and_timeline_with_each_checkpoint() -> No
 
     learner = asyncio.run(run())
     totals = parse_totals(asyncio.run(checkpoints.stats.read_totals("first")))
-    assert totals == {"A": RewardTotals(2, 1.0, 1.0, 1), "B": RewardTotals(1, 0.5, 0.25, 0)}
+    # Each learned decision logged 1/3 for every variant: Σ logged p is 1 for each,
+    # chosen (A twice, B once) or not (C).
+    served = {name: t.served for name, t in totals.items()}
+    assert served == pytest.approx({"A": 1.0, "B": 1.0, "C": 1.0})
+    assert {name: dataclasses.replace(t, served=0.0) for name, t in totals.items()} == {
+        "A": RewardTotals(2, 1.0, 1.0, 1, errors=1), "B": RewardTotals(1, 0.5, 0.25, 0),
+        "C": RewardTotals()}
     assert learner.policy is not None and learner.policy.version == 3
     points = [json.loads(p) for p in asyncio.run(checkpoints.stats.read_timeline("first"))]
     assert [p["events"] for p in points] == [2, 1]  # batches (a, b), (c, d); (e, f): none
@@ -202,7 +210,10 @@ def test_a_fenced_learner_records_nothing(redis_url: str) -> None:
             await client.aclose()
 
     asyncio.run(run())
-    assert redis_totals(redis_url, "first") == {"A:n": 1.0, "A:sum": 1.0, "A:sumsq": 1.0}
+    third = pytest.approx(1 / 3)
+    assert redis_totals(redis_url, "first") == {"A:n": 1.0, "A:sum": 1.0, "A:sumsq": 1.0,
+                                                "A:served": third, "B:served": third,
+                                                "C:served": third}
     with redis.Redis.from_url(redis_url) as client:
         assert client.llen(timeline_key("first")) == 1
 

@@ -43,6 +43,7 @@ from router.store import MemoryStore
 from router.timeline import build_timeline
 from tests._redis_server import RedisServer
 from tests._servers import run_asgi
+from tests._wait import wait_for
 from tests.reward_ingest._moto import aws_env, create_endpoint, moto_server
 from tests.reward_ingest._pipeline import (
     T0,
@@ -349,3 +350,57 @@ def test_stats_without_a_learner_say_so_and_an_unreachable_store_degrades() -> N
     assert stats["reward_stats"] == "unavailable"
     assert all(v["rewards_joined"] is None for v in stats["variants"])
     assert timeline.status_code == 503 and timeline.json()["error"] == "store_unavailable"
+
+
+def test_on_redis_every_replica_reads_the_same_checks_and_markers(redis_url: str) -> None:
+    """Two routers on one Redis: the learner's Σ logged p and the joiner's late count
+    reach both, and a guardrail trip or a config change on one is a marker on the other."""
+    data = fixed_input(13, n=600)
+    asyncio.run(write_input(redis_url, data))
+    asyncio.run(drive_redis(redis_url))
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        late = int(client.hget("bandit:join:counts:first", "late_rewards") or 0)
+        client.rpush(pushes_key("first"), json.dumps(
+            {"at": T0, "endpoint": "ep-first", "before": {}, "after": {"A": 0.5, "B": 0.5,
+                                                                       "C": 0.0},
+             "reason": "learned split", "skipped": None}))
+    totals = parse_totals(redis_totals(redis_url, "first"))
+    learned = sum(t.n for t in totals.values())
+    # Every learned decision logged 1/3 for each of the three variants.
+    for variant in ("A", "B", "C"):
+        assert totals[variant].served == pytest.approx(learned / 3)
+    settings = parse_settings({"store": redis_url, "experiments": [{
+        "name": "first", "endpoint": "ep-first", "backend": "http",
+        "variants": [{"name": n, "url": "http://127.0.0.1:9/"} for n in ("A", "B", "C")],
+        "policy": {"type": "static", "weights": {"A": 1.0, "B": 0.0, "C": 0.0}},
+        "guardrails": {"min_requests": 5, "error_rate": 0.5}}]})
+
+    def replica() -> Any:
+        return create_app(settings, store=MemoryStore(), registry=MemoryRegistry(),
+                          secrets=Secrets(admin_token=TOKEN))
+
+    with run_asgi(replica()) as one, run_asgi(replica()) as other:
+        for _ in range(5):  # A's URL answers nothing: every call is `unavailable`
+            httpx.post(f"{one}/endpoints/ep-first/invocations", content=b"{}",
+                       headers={"Content-Type": "application/json"}, timeout=10)
+        added = httpx.post(f"{one}/v1/experiments/first/variants", json={
+            "name": "D", "url": "http://127.0.0.1:9/"}, headers=AUTH)
+        assert added.status_code == 201, added.text
+
+        def kinds() -> set[str]:
+            timeline = httpx.get(f"{other}/v1/experiments/first/timeline",
+                                 headers=AUTH).json()
+            return {m["kind"] for m in timeline["markers"]}
+
+        wait_for(lambda: kinds() == {"weight_push", "guardrail_trip", "policy_change"}, 5.0,
+                 message=kinds)
+        stats = httpx.get(f"{other}/v1/experiments/first/stats", headers=AUTH).json()
+        tripped = httpx.get(f"{one}/v1/experiments/first/stats", headers=AUTH).json()
+    assert stats["late_rewards"] == late > 0
+    assert stats["sample_ratio"] is not None and stats["sample_ratio"]["p_value"] > 0.001
+    assert "sample_ratio_mismatch" not in {w["code"] for w in stats["warnings"]}
+    shares = {v["name"]: v["realised_share"] for v in stats["variants"]}
+    assert shares == pytest.approx({n: t.n / learned for n, t in totals.items()})
+    # The trip is the replica's own state; the marker is everyone's.
+    assert {v["name"]: v["state"] for v in tripped["variants"]}["A"] == "suspended"
+    assert {v["name"]: v["state"] for v in stats["variants"]}["A"] == "healthy"

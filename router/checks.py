@@ -191,14 +191,24 @@ def _pct(share: float) -> str:
 
 def experiment_warnings(variants: Sequence[VariantFigures], *, srm: SampleRatio | None,
                         joined: int | None, late: int | None, default_reward: float | None,
-                        wait_seconds: float | None, rewards_known: bool) -> list[ExperimentWarning]:
+                        wait_seconds: float | None, rewards_known: bool,
+                        reward_status: str = "learner") -> list[ExperimentWarning]:
     """Every warning that applies, the most severe first.
 
     ``joined`` and ``late`` are the joiner's counters (None when unknown); ``learned``,
     ``defaults`` and ``errors`` the learner's totals across replicas; the window figures
-    and ``suspended`` this replica's guardrails.
+    and ``suspended`` this replica's guardrails. Without the learner's figures
+    (``rewards_known`` false) the reward checks cannot run, and a warning says so.
     """
     found: list[ExperimentWarning] = []
+    if not rewards_known:
+        where = ("the store did not answer" if reward_status == "unavailable"
+                 else "no reward learner records where this router reads")
+        found.append(ExperimentWarning(
+            code="reward_figures_missing",
+            severity="warning" if reward_status == "unavailable" else "info",
+            message=f"reward figures are missing ({where}): defaults, late rewards, the "
+                    "sample ratio and learned error rates cannot be checked"))
     learned = sum(v.learned for v in variants)
     defaults = sum(v.defaults for v in variants)
     if rewards_known and learned >= MIN_DECISIONS and defaults / learned > DEFAULT_SHARE_WARN:

@@ -357,7 +357,7 @@ def experiment_stats(state: RouterState, route: Route, revision: int,
         figures, srm=srm, joined=None if join is None else join.get("joined", 0),
         late=None if join is None else join.get("late_rewards", 0),
         default_reward=reward.default, wait_seconds=reward.wait_seconds,
-        rewards_known=known)
+        rewards_known=known, reward_status=rewards.status)
     return ExperimentStats(
         experiment=route.config.name, endpoint=route.config.endpoint,
         registry_revision=revision,

@@ -337,6 +337,8 @@ def test_stats_without_a_learner_say_so_and_an_unreachable_store_degrades() -> N
     assert all(v["rewards_joined"] is None and v["mean_reward"] is None
                for v in stats["variants"])
     assert timeline["points"] == []
+    assert [(w["code"], w["severity"]) for w in stats["warnings"]] == [
+        ("reward_figures_missing", "info")]
     # A Redis that does not answer: stats degrade to null figures, timeline is a 503.
     from tests._servers import free_port
 
@@ -349,6 +351,8 @@ def test_stats_without_a_learner_say_so_and_an_unreachable_store_degrades() -> N
         timeline = httpx.get(f"{url}/v1/experiments/first/timeline", headers=AUTH)
     assert stats["reward_stats"] == "unavailable"
     assert all(v["rewards_joined"] is None for v in stats["variants"])
+    assert [(w["code"], w["severity"]) for w in stats["warnings"]] == [
+        ("reward_figures_missing", "warning")]
     assert timeline.status_code == 503 and timeline.json()["error"] == "store_unavailable"
 
 

@@ -170,8 +170,8 @@ def test_each_warning_fires_over_its_threshold_and_not_under() -> None:
                              suspended=True), VariantFigures("B", 500)]
     assert codes(variants=window) == {"variant_errors_high", "variant_suspended"}
     assert codes(variants=[VariantFigures("A", 40), VariantFigures("B", 40)]) == {"few_rewards"}
-    # Unknown reward figures: nothing said about rewards.
-    assert codes(variants=defaulted, rewards_known=False) == set()
+    # Unknown reward figures: nothing said about rewards, but that they are missing.
+    assert codes(variants=defaulted, rewards_known=False) == {"reward_figures_missing"}
 
 
 def test_warnings_name_what_was_measured_most_severe_first() -> None:

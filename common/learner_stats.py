@@ -14,7 +14,9 @@ On Redis, per experiment ``E``:
 | | | ``V:sumsq`` (of those rewards), ``V:defaults`` (how many were the default reward), |
 | | | ``V:errors`` (of those decisions, how many invocations failed), ``V:served`` (the |
 | | | sum of ``V``'s logged probability over every learned decision, whichever variant |
-| | | it chose); ``HINCRBYFLOAT`` in the learner's checkpoint script |
+| | | it chose), ``V:lat:I`` (how many of its decisions' invocations took at most |
+| | | ``LATENCY_EDGES_MS[I]`` ms and more than the edge before; ``I`` = the number of edges |
+| | | for slower ones); ``HINCRBYFLOAT`` in the learner's checkpoint script |
 | ``bandit:timeline:E`` | list | JSON points, oldest first, at most ``TIMELINE_MAXLEN`` |
 | | | (``RPUSH`` + ``LTRIM`` in the same script) |
 | ``bandit:pushes:E`` | list | the weight pusher's records (JSON), oldest first, at most |
@@ -34,6 +36,7 @@ is the in-process joiner's ``counts`` (set by whoever runs the joiner), the twin
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +44,15 @@ from dataclasses import dataclass, field
 TIMELINE_MAXLEN = 2000
 PUSHES_MAXLEN = 100
 TOTAL_FIELDS = ("n", "sum", "sumsq", "defaults", "errors", "served")
+LATENCY_EDGES_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                    5000.0, 10000.0)
+"""Upper edges of the latency histogram in the totals (``V:lat:I``), milliseconds."""
+
+
+def latency_bucket(latency_ms: float) -> int:
+    """The histogram bucket of ``latency_ms``: the first edge at or above it, else the
+    overflow bucket ``len(LATENCY_EDGES_MS)``."""
+    return bisect.bisect_left(LATENCY_EDGES_MS, latency_ms)
 
 
 def total_field(variant: str, name: str) -> str:

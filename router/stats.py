@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from bandit import BanditError, ThompsonPolicy
 from common import redis_errors
+from common.learner_stats import LATENCY_EDGES_MS
 
 from .checks import (
     ExperimentWarning,
@@ -53,7 +54,8 @@ REWARDS_FROM = ("from the reward learner (reward_ingest): rewards it learned for
 @dataclass(frozen=True, slots=True)
 class RewardTotals:
     """One variant's learned rewards: count, sum, sum of squares, default ones, failed
-    invocations, and Σ of its logged probability over every learned decision."""
+    invocations, Σ of its logged probability over every learned decision, and its
+    invocations' latency histogram (counts per ``LATENCY_EDGES_MS`` bucket)."""
 
     n: int = 0
     total: float = 0.0
@@ -61,6 +63,22 @@ class RewardTotals:
     defaults: int = 0
     errors: int = 0
     served: float = 0.0
+    latencies: tuple[int, ...] = ()
+
+    @property
+    def p99_ms(self) -> float | None:
+        """The upper edge of the histogram bucket holding the nearest-rank p99 (an upper
+        bound of it), the last edge when it is past it (then a lower bound); None without
+        invocations."""
+        count = sum(self.latencies)
+        if not count:
+            return None
+        rank, seen = math.ceil(0.99 * count), 0
+        for bucket, in_bucket in enumerate(self.latencies):
+            seen += in_bucket
+            if seen >= rank:
+                return LATENCY_EDGES_MS[min(bucket, len(LATENCY_EDGES_MS) - 1)]
+        return None
 
     @property
     def mean(self) -> float | None:
@@ -86,17 +104,22 @@ class RewardTotals:
 
 
 def parse_totals(raw: Mapping[str, float]) -> dict[str, RewardTotals]:
-    """variant -> totals, from the ``bandit:stats:E`` hash (``V:n``, ``V:sum``, ...)."""
+    """variant -> totals, from the ``bandit:stats:E`` hash (``V:n``, ``V:sum``, ...,
+    ``V:lat:I``); variant names hold no ``:`` (SageMaker's rule)."""
     fields: dict[str, dict[str, float]] = defaultdict(dict)
     for name, value in raw.items():
-        variant, _, kind = name.rpartition(":")
-        if variant:
+        variant, _, kind = name.partition(":")
+        if variant and kind:
             fields[variant][kind] = value
+    buckets = len(LATENCY_EDGES_MS) + 1
     return {variant: RewardTotals(n=round(f.get("n", 0.0)), total=f.get("sum", 0.0),
                                   squares=f.get("sumsq", 0.0),
                                   defaults=round(f.get("defaults", 0.0)),
                                   errors=round(f.get("errors", 0.0)),
-                                  served=f.get("served", 0.0))
+                                  served=f.get("served", 0.0),
+                                  latencies=tuple(round(f.get(f"lat:{i}", 0.0))
+                                                  for i in range(buckets))
+                                  if any(k.startswith("lat:") for k in f) else ())
             for variant, f in fields.items()}
 
 
@@ -190,6 +213,11 @@ class VariantStats(BaseModel):
                                                         "guardrail window")
     window_p99_ms: float | None = Field(description="Nearest-rank p99 latency (ms) in this "
                                                     "replica's guardrail window")
+    p99_ms: float | None = Field(description="Upper bound of the p99 latency (ms) of the "
+                                             "decisions learned (all replicas): the upper "
+                                             "edge of the latency histogram's bucket that "
+                                             "holds it; 10000 means 10 s or more (null: "
+                                             "no invocations); " + REWARDS_FROM)
     mean_reward: float | None = Field(description="Mean learned reward (null when none); "
                                       + REWARDS_FROM)
     mean_reward_ci95: tuple[float, float] | None = Field(
@@ -220,8 +248,9 @@ class PolicyStats(BaseModel):
 class SampleRatioStats(BaseModel):
     """Realised counts per variant against Σ of the probabilities logged for them."""
 
-    statistic: float = Field(description="Pearson's chi-square (Infinity: a variant was "
-                                         "counted whose logged probability was always 0)")
+    statistic: float | None = Field(description="Pearson's chi-square (null: infinite, a "
+                                                "variant was counted whose logged "
+                                                "probability was always 0)")
     df: int
     p_value: float
 
@@ -339,6 +368,7 @@ def experiment_stats(state: RouterState, route: Route, revision: int,
             window_calls=None if window is None else window.calls,
             window_error_rate=None if window is None else window.error_rate,
             window_p99_ms=None if window is None else window.p99_ms,
+            p99_ms=mine.p99_ms if known else None,
             mean_reward=mine.mean, mean_reward_ci95=mine.ci95,
             uplift=None if lift is None else lift[0],
             uplift_ci95=None if lift is None else lift[1],
@@ -367,6 +397,7 @@ def experiment_stats(state: RouterState, route: Route, revision: int,
         decisions_joined=None if join is None else join.get("joined", 0),
         late_rewards=None if join is None else join.get("late_rewards", 0),
         sample_ratio=None if srm is None else SampleRatioStats(
-            statistic=srm.statistic, df=srm.df, p_value=srm.p_value),
+            statistic=srm.statistic if math.isfinite(srm.statistic) else None,
+            df=srm.df, p_value=srm.p_value),
         warnings=warnings, variants=variants)
 

@@ -132,7 +132,11 @@ def test_memory_learner_records_totals_and_timeline_with_each_checkpoint() -> No
     # chosen (A twice, B once) or not (C).
     served = {name: t.served for name, t in totals.items()}
     assert served == pytest.approx({"A": 1.0, "B": 1.0, "C": 1.0})
-    assert {name: dataclasses.replace(t, served=0.0) for name, t in totals.items()} == {
+    # Every invocation took 1.25 ms: bucket 1, (1, 2.5] ms.
+    assert totals["A"].latencies[:3] == (0, 2, 0) and totals["A"].p99_ms == 2.5
+    assert totals["C"].latencies == () and totals["C"].p99_ms is None
+    assert {name: dataclasses.replace(t, served=0.0, latencies=())
+            for name, t in totals.items()} == {
         "A": RewardTotals(2, 1.0, 1.0, 1, errors=1), "B": RewardTotals(1, 0.5, 0.25, 0),
         "C": RewardTotals()}
     assert learner.policy is not None and learner.policy.version == 3
@@ -214,7 +218,7 @@ def test_a_fenced_learner_records_nothing(redis_url: str) -> None:
     third = pytest.approx(1 / 3)
     assert redis_totals(redis_url, "first") == {"A:n": 1.0, "A:sum": 1.0, "A:sumsq": 1.0,
                                                 "A:served": third, "B:served": third,
-                                                "C:served": third}
+                                                "C:served": third, "A:lat:1": 1.0}
     with redis.Redis.from_url(redis_url) as client:
         assert client.llen(timeline_key("first")) == 1
 
@@ -403,6 +407,8 @@ def test_on_redis_every_replica_reads_the_same_checks_and_markers(redis_url: str
     assert stats["late_rewards"] == late > 0
     assert stats["sample_ratio"] is not None and stats["sample_ratio"]["p_value"] > 0.001
     assert "sample_ratio_mismatch" not in {w["code"] for w in stats["warnings"]}
+    assert {v["name"]: v["p99_ms"] for v in stats["variants"]} == {
+        "A": 2.5, "B": 2.5, "C": 2.5}  # every logged invocation took 1.25 ms
     shares = {v["name"]: v["realised_share"] for v in stats["variants"]}
     assert shares == pytest.approx({n: t.n / learned for n, t in totals.items()})
     # The trip is the replica's own state; the marker is everyone's.

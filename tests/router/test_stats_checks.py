@@ -9,6 +9,7 @@ about 95% of the time; expected loss must match the two-variant closed form.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from scipy import stats as scipy_stats
 
 from common.config import Secrets, parse_settings
 from common.config_sections import GuardrailConfig
-from common.learner_stats import MemoryLearnerStats
+from common.learner_stats import LATENCY_EDGES_MS, MemoryLearnerStats, latency_bucket
 from router.app import create_app
 from router.checks import (
     DEFAULT_SHARE_WARN,
@@ -33,7 +34,7 @@ from router.checks import (
 )
 from router.guardrails import Guardrails
 from router.registry import MemoryRegistry
-from router.stats import RewardTotals
+from router.stats import RewardTotals, parse_totals
 from router.store import MemoryStore
 from tests._servers import run_asgi
 
@@ -137,6 +138,24 @@ def test_expected_loss_matches_the_two_variant_closed_form() -> None:
     assert losses["B"] == pytest.approx(exact_b, rel=0.05)
     assert expected_loss(moments) == losses  # seeded: one input, one answer
     assert expected_loss({"A": RewardTotals(n=1, total=1.0, squares=1.0)}) == {}
+
+
+def test_p99_is_the_upper_edge_of_the_bucket_holding_it() -> None:
+    assert LATENCY_EDGES_MS[:4] == (1.0, 2.5, 5.0, 10.0)
+    assert [latency_bucket(ms) for ms in (0.2, 1.0, 1.01, 2.5, 9.9, 10_000.0, 10_001.0)] == [
+        0, 0, 1, 1, 3, 12, 13]
+    fast = [0.5] * 990 + [7.0] * 10  # the 990th of 1000 is fast, the 991st slow
+    slow = [0.5] * 989 + [7.0] * 11
+    for latencies, p99 in ((fast, 1.0), (slow, 10.0)):
+        counts = Counter(latency_bucket(ms) for ms in latencies)
+        raw = {f"A:lat:{bucket}": float(count) for bucket, count in counts.items()}
+        totals = parse_totals({"A:n": 1000.0, **raw})["A"]
+        assert totals.p99_ms == p99
+        exact = sorted(latencies)[math.ceil(0.99 * len(latencies)) - 1]
+        assert exact <= totals.p99_ms  # an upper bound of the nearest-rank p99
+    overflow = parse_totals({"A:n": 1.0, "A:lat:13": 1.0})["A"]
+    assert overflow.p99_ms == 10_000.0  # the last edge: "10 s or more"
+    assert parse_totals({"A:n": 3.0})["A"].p99_ms is None  # decision-only: no latency
 
 
 # -- warnings -----------------------------------------------------------------------
@@ -251,3 +270,22 @@ def test_guardrail_window_figures_cover_the_window_only() -> None:
     later = guard.window("A", 15.0)  # calls before t = 5 have left the window
     assert later.calls == 50 and later.p99_ms == pytest.approx(100.0)
     assert guard.window("B", 15.0).calls == 0 and guard.window("B", 15.0).p99_ms is None
+
+
+def test_a_variant_counted_at_logged_probability_zero_is_a_mismatch_not_a_500() -> None:
+    settings = parse_settings({"store": "memory://", "experiments": [{
+        "name": "shop", "endpoint": "ep-shop", "backend": "http",
+        "variants": [{"name": n, "url": "http://127.0.0.1:9/"} for n in ("A", "B")],
+        "policy": {"type": "thompson"}}]})
+    source = MemoryLearnerStats()
+    source.add_totals("shop", [("A:n", 50.0), ("A:sum", 25.0), ("A:sumsq", 25.0),
+                               ("B:n", 50.0), ("B:sum", 25.0), ("B:sumsq", 25.0),
+                               ("B:served", 100.0)])
+    app = create_app(settings, store=MemoryStore(), registry=MemoryRegistry(),
+                     secrets=Secrets(admin_token=TOKEN), stats_source=source)
+    with run_asgi(app) as url:
+        answer = httpx.get(f"{url}/v1/experiments/shop/stats", headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    stats = answer.json()
+    assert stats["sample_ratio"] == {"statistic": None, "df": 1, "p_value": 0.0}
+    assert "sample_ratio_mismatch" in {w["code"] for w in stats["warnings"]}

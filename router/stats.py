@@ -6,12 +6,12 @@ the guardrails; P(best) is the Thompson posterior's; the window figures (calls, 
 rate, p99) are this replica's guardrail windows. Everything else is across replicas,
 read from the shared store: the reward learner (``reward_ingest``) adds every learned
 decision to per-variant totals (n, sum, sum of squares, defaults, failed invocations,
-Σ logged probability) in the same atomic step as its checkpoint, so they count each
-joined event exactly once; the joiner counts late rewards. The router reads both
-through a ``StatsSource`` (``router.stats_source``). The 95% interval of the mean is
-the normal approximation with the sample variance, ``mean ± 1.96·s/√n`` (null when
-n < 2); uplift, expected loss, the sample-ratio check and the warnings are
-``router.checks``'s.
+Σ logged probability, a latency histogram) in the same atomic step as its checkpoint,
+so they count each joined event exactly once; the joiner counts late rewards. The
+router reads both through a ``StatsSource`` (``router.stats_source``). The 95%
+interval of the mean is the normal approximation with the sample variance,
+``mean ± 1.96·s/√n`` (null when n < 2); uplift, expected loss, the sample-ratio check
+and the warnings are ``router.checks``'s.
 """
 
 from __future__ import annotations

@@ -269,6 +269,7 @@ def memory_service(settings: Settings, decisions: Any, rewards: RewardReader,
     stats = MemoryLearnerStats() if stats is None else stats
     joined = JoinedLog()
     joiner = MemoryJoiner(decisions, rewards, rules_of(settings.experiments), joined)
+    stats.join_counts = joiner.counts  # what the router's /stats reads as the joiner's counts
     checkpoints = MemoryCheckpoints(snapshots=snapshots, stats=stats)
     leases = MemoryLeaseTable()
     learners: dict[str, LearnerLoop] = {

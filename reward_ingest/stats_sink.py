@@ -1,7 +1,8 @@
 """What the learner and the pusher record for ``/stats``, ``/timeline`` and the dashboard.
 
 - ``RewardTally``: one batch's learned rewards per variant. The learner hands its
-  deltas (``V:n``, ``V:sum``, ``V:sumsq``, ``V:defaults``) to the checkpoint, which adds
+  deltas (``V:n``, ``V:sum``, ``V:sumsq``, ``V:defaults``, ``V:errors``, ``V:served``,
+  ``V:lat:I``) to the checkpoint, which adds
   them in the same atomic step (Redis: ``HINCRBYFLOAT`` inside the checkpoint script;
   memory: the same synchronous step), so a crash and replay never counts twice.
 - ``TimelineBuffer``: folds batches into timeline points, at most one per
@@ -26,28 +27,41 @@ from redis.exceptions import RedisError
 
 from bandit import BanditError, Policy
 from common import redis_errors
-from common.learner_stats import PUSHES_MAXLEN, MemoryLearnerStats, total_field
+from common.learner_stats import (
+    PUSHES_MAXLEN,
+    MemoryLearnerStats,
+    latency_bucket,
+    total_field,
+)
 from common.storage.keys import pushes_key
 
 logger = logging.getLogger(__name__)
 
 TIMELINE_INTERVAL_S = 1.0
+FAILED_OUTCOMES = frozenset({"model_error", "unavailable", "not_ready"})
+"""Decision outcomes that count as the variant failing (the guardrails count the same)."""
 
 
 class RewardTally:
     """Learned rewards per variant, plus the probabilities the router served them with."""
 
-    __slots__ = ("events", "served", "variants")
+    __slots__ = ("errors", "events", "latencies", "served", "variants")
 
     def __init__(self) -> None:
         self.variants: dict[str, list[float]] = {}
         """variant -> [n, sum, sumsq, defaults]."""
+        self.errors: dict[str, float] = {}
+        """variant -> events whose invocation failed (``FAILED_OUTCOMES``)."""
+        self.latencies: dict[tuple[str, int], float] = {}
+        """(variant, ``latency_bucket``) -> invocations (decision-only events have none)."""
         self.served: dict[str, float] = {}
         """variant -> sum of the logged probability of it, over the events."""
         self.events = 0
 
-    def add(self, arm: str, reward: float, default: bool, probabilities: Any) -> None:
-        """One learned event: ``arm`` earned ``reward``; ``probabilities`` as logged."""
+    def add(self, arm: str, reward: float, default: bool, probabilities: Any,
+            outcome: Any = None, latency_ms: Any = None) -> None:
+        """One learned event: ``arm`` earned ``reward``; ``probabilities``, ``outcome`` and
+        ``latency_ms`` as logged."""
         row = self.variants.get(arm)
         if row is None:
             row = self.variants[arm] = [0.0, 0.0, 0.0, 0.0]
@@ -57,6 +71,11 @@ class RewardTally:
         if default:
             row[3] += 1.0
         self.events += 1
+        if outcome in FAILED_OUTCOMES:
+            self.errors[arm] = self.errors.get(arm, 0.0) + 1.0
+        if isinstance(latency_ms, int | float) and not isinstance(latency_ms, bool):
+            key = (arm, latency_bucket(float(latency_ms)))
+            self.latencies[key] = self.latencies.get(key, 0.0) + 1.0
         if isinstance(probabilities, dict):
             served = self.served
             for name, p in probabilities.items():
@@ -71,6 +90,10 @@ class RewardTally:
                 mine[i] += value
         for arm, value in other.served.items():
             self.served[arm] = self.served.get(arm, 0.0) + value
+        for arm, value in other.errors.items():
+            self.errors[arm] = self.errors.get(arm, 0.0) + value
+        for key, value in other.latencies.items():
+            self.latencies[key] = self.latencies.get(key, 0.0) + value
         self.events += other.events
 
     def deltas(self) -> list[tuple[str, float]]:
@@ -81,6 +104,13 @@ class RewardTally:
                       (total_field(arm, "sumsq"), squares)]
             if defaults:
                 pairs.append((total_field(arm, "defaults"), defaults))
+        pairs += [(total_field(arm, "errors"), errors) for arm, errors in self.errors.items()]
+        # Every offered variant's logged probability, chosen or not: the expected count
+        # the sample-ratio check compares the learned counts with.
+        pairs += [(total_field(arm, "served"), served) for arm, served in self.served.items()
+                  if served]
+        pairs += [(total_field(arm, f"lat:{bucket}"), count)
+                  for (arm, bucket), count in self.latencies.items()]
         return pairs
 
 

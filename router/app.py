@@ -15,6 +15,7 @@ from common.config import Secrets, Settings
 
 from .errors import InternalFailure, error_response
 from .fast_path import RouterApp
+from .markers import open_marker_log
 from .openapi import document_routes
 from .registry import Registry, open_registry
 from .routes import admin, dashboard, decisions, invocations, ops
@@ -57,6 +58,7 @@ def create_app(
                         poll_s=registry_poll_s)
     if stats_source is None:
         stats_source = open_stats_source(settings.store)
+    state.markers = markers = open_marker_log(settings.store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +75,7 @@ def create_app(
             await state.store.close()
             if isinstance(stats_source, RedisStatsSource):
                 await stats_source.close()
+            await markers.close()
 
     app = RouterApp(title="bandit-router", version="0.1.0", lifespan=lifespan)
     app.router_state = state

@@ -61,6 +61,15 @@ class Trip:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class WindowFigures:
+    """One variant's guardrail window now: calls, error rate, p99 latency (ms)."""
+
+    calls: int
+    error_rate: float | None
+    p99_ms: float | None
+
+
 class _Window:
     """One variant's recent calls: (time, ok, latency in seconds, at or over the p99 limit),
     with running counts of errors and of calls at or over the limit: O(1) per call."""
@@ -185,6 +194,19 @@ class Guardrails:
             free_total = float(len(free))
         return {v: fixed[v] if v in fixed else room * free[v] / free_total if v in free else 0.0
                 for v in probabilities}
+
+    def window(self, variant: str, now: float) -> WindowFigures:
+        """The variant's calls in the last ``window_s`` at ``now``: count, error rate and
+        nearest-rank p99 latency (read-only; a trip or the end of a cooldown empties it)."""
+        window = self._windows.get(variant)
+        horizon = now - self.limits.window_s
+        calls = [call for call in window.calls if call[0] >= horizon] if window else []
+        if not calls:
+            return WindowFigures(0, None, None)
+        errors = sum(1 for call in calls if not call[1])
+        latencies = sorted(call[2] for call in calls)
+        p99 = latencies[max(0, math.ceil(0.99 * len(latencies)) - 1)]
+        return WindowFigures(len(calls), errors / len(calls), p99 * 1000.0)
 
     def states(self, now: float) -> dict[str, VariantHealth]:
         """Every variant's state, for metrics and stats."""

@@ -13,6 +13,7 @@ from .backends import Backend, HttpBackend, SageMakerBackend
 from .context import ContextExtractor
 from .errors import ValidationError
 from .experiments import Experiment
+from .markers import MarkerLog
 from .metrics import RouterMetrics
 from .store import DecisionStore
 
@@ -46,6 +47,8 @@ class RouterState:
     backend_factory: BackendFactory | None = None
     clock: Clock = time.monotonic
     wall_clock: Clock = time.time
+    markers: MarkerLog | None = None
+    """Where guardrail trips and config changes are recorded for the dashboard."""
 
     def by_endpoint(self, endpoint: str) -> Route:
         """The route serving ``endpoint``; ``ValidationError`` as SageMaker words it."""

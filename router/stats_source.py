@@ -1,8 +1,10 @@
-"""Where the router reads what the reward learner records: reward totals, timeline, pushes.
+"""Where the router reads what the learning loop records: reward totals, timeline, pushes
+and the joiner's counters.
 
 The router never learns and never imports ``reward_ingest``; it reads the keys the
-learner and the weight pusher write (layout: ``common.learner_stats``, names:
-``common.storage.keys``). On Redis, ``RedisStatsSource`` reads them with its own small
+learner, the weight pusher and the joiner write (layout: ``common.learner_stats``, names:
+``common.storage.keys``; the joiner's counters: ``bandit:join:counts:E``, a hash of
+counter name -> integer). On Redis, ``RedisStatsSource`` reads them with its own small
 client (1 s timeouts, no retries: a stats page can say "unavailable"). In one process
 (``memory://``), the composition root hands ``create_app`` the ``MemoryLearnerStats``
 the embedded ingester writes; a plain ``memory://`` router with no ingester has no
@@ -17,7 +19,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 
 from common.storage.backends import reply
-from common.storage.keys import pushes_key, stats_key, timeline_key
+from common.storage.keys import JOIN_COUNTS_PREFIX, pushes_key, stats_key, timeline_key
 
 TIMEOUT_S = 1.0
 
@@ -28,10 +30,12 @@ class StatsSource(Protocol):
     async def read_totals(self, experiment: str) -> dict[str, float]: ...
     async def read_timeline(self, experiment: str) -> list[str]: ...
     async def read_pushes(self, experiment: str) -> list[str]: ...
+    async def read_join_counts(self, experiment: str) -> dict[str, int]: ...
 
 
 class RedisStatsSource:
-    """Reads ``bandit:stats:E``, ``bandit:timeline:E`` and ``bandit:pushes:E``."""
+    """Reads ``bandit:stats:E``, ``bandit:timeline:E``, ``bandit:pushes:E`` and
+    ``bandit:join:counts:E``."""
 
     def __init__(self, url: str) -> None:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
@@ -49,6 +53,10 @@ class RedisStatsSource:
     async def read_pushes(self, experiment: str) -> list[str]:
         records: list[str] = await reply(self._redis.lrange(pushes_key(experiment), 0, -1))
         return records
+
+    async def read_join_counts(self, experiment: str) -> dict[str, int]:
+        raw: dict[str, str] = await reply(self._redis.hgetall(JOIN_COUNTS_PREFIX + experiment))
+        return {name: int(value) for name, value in raw.items()}
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -12,6 +12,11 @@ chart wants, per variant and point:
 - ``mean_reward`` over the interval, and ``rolling_mean_reward`` over the variant's
   last ``window`` rewards (whole points: at least ``window`` when that many exist).
 
+Each point carries ``interval_s``, the seconds since the stored point before it (null
+for the first), so a chart can show decisions per second. ``markers`` are the events
+the page draws on its time axis (``router.markers``): weight pushes, guardrail trips
+and configuration changes, all of them whatever ``since`` says, oldest first.
+
 ``since`` (exclusive, Unix seconds) lets the page poll for new points only; ``limit``
 keeps the newest ones. Rolling means are computed over every stored point first, so
 they do not depend on ``since``.
@@ -27,6 +32,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from common.learner_stats import TIMELINE_MAXLEN
+
+from .markers import Marker
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = TIMELINE_MAXLEN
@@ -54,6 +61,8 @@ class TimelinePoint(BaseModel):
     """What the learner recorded at one checkpoint."""
 
     t: float = Field(description="Unix seconds")
+    interval_s: float | None = Field(description="Seconds since the stored point before "
+                                                 "(null for the oldest)")
     policy_version: int
     events: int = Field(description="Decisions learned in the interval")
     variants: dict[str, VariantPoint]
@@ -69,13 +78,17 @@ class Timeline(BaseModel):
     reward_stats: str = Field(description="learner, none (no learner records where this "
                                           "router reads) or unavailable")
     points: list[TimelinePoint] = Field(description="Oldest first")
+    markers: list[Marker] = Field(default_factory=list, description="Weight pushes, "
+                                  "guardrail trips and config changes, oldest first")
 
 
 def build_timeline(experiment: str, arms: Sequence[str], raw: Sequence[str], *,
                    since: float | None = None, limit: int = DEFAULT_LIMIT,
-                   window: int = DEFAULT_WINDOW, status: str = "learner") -> Timeline:
-    """The timeline of the stored points ``raw`` (JSON, oldest first)."""
+                   window: int = DEFAULT_WINDOW, status: str = "learner",
+                   markers: Sequence[Marker] = ()) -> Timeline:
+    """The timeline of the stored points ``raw`` (JSON, oldest first), with ``markers``."""
     points: list[TimelinePoint] = []
+    previous: float | None = None
     names: dict[str, None] = dict.fromkeys(arms)
     trailing: dict[str, deque[tuple[float, float]]] = {}
     sums: dict[str, list[float]] = {}  # variant -> [n, sum] over ``trailing``
@@ -106,13 +119,16 @@ def build_timeline(experiment: str, arms: Sequence[str], raw: Sequence[str], *,
                 served_probability=float(entry.get("served", 0.0)),
                 mean_reward=total / n if n else None,
                 rolling_mean_reward=acc[1] / acc[0] if acc[0] else None)
-        points.append(TimelinePoint(t=float(point["t"]),
+        t = float(point["t"])
+        points.append(TimelinePoint(t=t, interval_s=None if previous is None else t - previous,
                                     policy_version=int(point.get("policy_version", 0)),
                                     events=events, variants=variants))
+        previous = t
     if since is not None:
         points = [p for p in points if p.t > since]
     return Timeline(experiment=experiment, variants=list(names), window=window,
-                    reward_stats=status, points=points[-limit:] if limit else [])
+                    reward_stats=status, points=points[-limit:] if limit else [],
+                    markers=sorted(markers, key=lambda m: m.t))
 
 
 def _parse(text: str) -> dict[str, Any] | None:

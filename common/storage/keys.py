@@ -24,6 +24,7 @@ here: a rename here is a rename on both sides.
 | ``bandit:stats:{E}`` | hash | learner | reward totals (``common.learner_stats``) |
 | ``bandit:timeline:{E}`` | list | learner | timeline points |
 | ``bandit:pushes:{E}`` | list | pusher | weight push records |
+| ``bandit:markers:{E}`` | list | router | guardrail trips and admin config changes (JSON) |
 | ``bandit:archive:offset`` | string | archiver | the last joined id written to files |
 
 Templated names have a builder function; prefixes are exported for ``SCAN`` patterns.
@@ -82,6 +83,8 @@ EXPERIMENTS_CHANNEL = EXPERIMENTS_KEY + ":changed"
 STATS_PREFIX = NAMESPACE + "stats:"
 TIMELINE_PREFIX = NAMESPACE + "timeline:"
 PUSHES_PREFIX = NAMESPACE + "pushes:"
+MARKERS_PREFIX = NAMESPACE + "markers:"
+"""The dashboard's time-axis markers the router records (``router.markers``)."""
 
 # The archive (joined stream -> DSJSON files).
 ARCHIVE_OFFSET_KEY = NAMESPACE + "archive:offset"
@@ -126,3 +129,8 @@ def timeline_key(experiment: str) -> str:
 def pushes_key(experiment: str) -> str:
     """``bandit:pushes:{experiment}``."""
     return PUSHES_PREFIX + experiment
+
+
+def markers_key(experiment: str) -> str:
+    """``bandit:markers:{experiment}``."""
+    return MARKERS_PREFIX + experiment

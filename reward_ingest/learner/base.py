@@ -172,7 +172,8 @@ def learn(policy: Policy, events: Sequence[JoinedEvent | None], settings: Learne
             continue
         tally["learned"] += 1
         if rewards is not None:
-            rewards.add(arm, event.reward, event.default_reward, decision.get("probabilities"))
+            rewards.add(arm, event.reward, event.default_reward, decision.get("probabilities"),
+                        decision.get("outcome"), decision.get("latency_ms"))
 
 
 class LearnerLoop(ABC):

@@ -29,7 +29,9 @@ from common.api_errors import ApiError
 from common.config import ExperimentConfig, VariantConfig
 from common.config_problems import problem_lines
 
+from .. import markers
 from ..errors import RegistryConflictError, RegistryUnavailableError
+from ..markers import push_markers
 from ..registry import RegistryView, config_json
 from ..state import Route, RouterState
 from ..stats import ExperimentStats, experiment_stats, read_reward_figures
@@ -67,7 +69,8 @@ async def get_experiment(name: str, sync: SyncDep) -> Response:
 
 
 @router.put("/{name}", summary="Create or replace an experiment")
-async def put_experiment(name: str, data: JsonObjectDep, sync: SyncDep) -> Response:
+async def put_experiment(name: str, data: JsonObjectDep, sync: SyncDep,
+                         state: StateDep) -> Response:
     """Body: an experiment as in the YAML (``name`` optional). 201 created, 200 replaced."""
     problems = []
     if data.setdefault("name", name) != name:
@@ -86,6 +89,9 @@ async def put_experiment(name: str, data: JsonObjectDep, sync: SyncDep) -> Respo
         return config
 
     revision = await _edit(sync, name, change)
+    policy = dict(config.policy).get("type", "?")
+    await _mark(state, name, f"config {'created' if created else 'replaced'} "
+                             f"(policy {policy}, variants {', '.join(config.arms)})")
     return _answer(_dump(config), revision, 201 if created else 200)
 
 
@@ -102,7 +108,8 @@ async def delete_experiment(name: str, sync: SyncDep) -> Response:
 
 
 @router.post("/{name}/variants", status_code=201, summary="Add a variant while it runs")
-async def add_variant(name: str, data: JsonObjectDep, sync: SyncDep) -> Response:
+async def add_variant(name: str, data: JsonObjectDep, sync: SyncDep,
+                      state: StateDep) -> Response:
     """Body ``{"name": ..., "url"?: ...}``; the other variants keep their statistics.
     Answers the experiment's new config."""
     try:
@@ -124,11 +131,13 @@ async def add_variant(name: str, data: JsonObjectDep, sync: SyncDep) -> Response
 
     revision = await _edit(sync, name, change)
     assert updated is not None  # noqa: S101  (set by change, which edit ran)
+    await _mark(state, name, f"variant {variant.name} added", variant.name)
     return _answer(_dump(updated), revision, 201)
 
 
 @router.delete("/{name}/variants/{variant}", summary="Remove a variant while it runs")
-async def remove_variant(name: str, variant: str, sync: SyncDep) -> Response:
+async def remove_variant(name: str, variant: str, sync: SyncDep,
+                         state: StateDep) -> Response:
     """The last variant cannot go (409). Answers the experiment's new config."""
     updated: ExperimentConfig | None = None
 
@@ -152,20 +161,30 @@ async def remove_variant(name: str, variant: str, sync: SyncDep) -> Response:
 
     revision = await _edit(sync, name, change)
     assert updated is not None  # noqa: S101  (set by change, which edit ran)
+    await _mark(state, name, f"variant {variant} removed", variant)
     return _answer(_dump(updated), revision)
 
 
 @router.get("/{name}/stats", response_model=ExperimentStats,
             summary="Per-variant statistics, as this replica sees them")
-async def stats(name: str, state: StateDep, sync: SyncDep,
+async def stats(name: str, request: Request, state: StateDep, sync: SyncDep,
                 source: StatsSourceDep) -> Response:
-    """Decisions (this replica's), traffic share, guardrail state and P(best) per variant;
-    rewards joined, default rewards, mean reward with its 95% interval (from the reward
-    learner's totals) and the last weights pushed (from the weight pusher's records)."""
+    """Decisions (this replica's), traffic share, guardrail state and window figures and
+    P(best) per variant; realised share against the mean logged probability, rewards
+    joined, default and failed ones, mean reward with its 95% interval, uplift against
+    the ``control`` query parameter (a variant; default: the first) with its interval
+    and expected loss (from the reward learner's totals, all replicas); late rewards
+    (the joiner's), the sample-ratio check, the warnings, and the last weights pushed."""
     route = _served(state, name)
+    control = request.query_params.get("control")
+    arms = route.experiment.policy.arms
+    if control is not None and control not in arms:
+        raise ApiError(422, "invalid_query", f"control: must be a variant of {name!r} "
+                                             f"({', '.join(arms)}), got {control!r}",
+                       problems=[f"control: must be one of {', '.join(arms)}"])
     figures = await read_reward_figures(source, name)
     revision = sync.revision
-    body = experiment_stats(state, route, revision, figures).model_dump(mode="json")
+    body = experiment_stats(state, route, revision, figures, control).model_dump(mode="json")
     return _answer(body, revision)
 
 
@@ -175,26 +194,36 @@ async def timeline(name: str, request: Request, state: StateDep, sync: SyncDep,
                    source: StatsSourceDep) -> Response:
     """Query: ``since`` (Unix seconds, exclusive: only newer points), ``limit`` (newest
     points kept, default 500, at most 2000), ``window`` (rewards per variant in the
-    rolling mean, default 100). Points are oldest first."""
+    rolling mean, default 100). Points are oldest first; ``markers`` (weight pushes,
+    guardrail trips, config changes) are all of them, whatever ``since``."""
     route = _served(state, name)
     query = request.query_params
     since = _number(query, "since", float, None, 0.0, float("inf"))
     limit = int(_number(query, "limit", int, DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT)
     window = int(_number(query, "window", int, DEFAULT_WINDOW, 1, MAX_WINDOW) or DEFAULT_WINDOW)
-    status, raw = "none", []
-    if source is not None:
-        try:
+    status, raw, marks = "none", [], []
+    try:
+        if source is not None:
             raw, status = await source.read_timeline(name), "learner"
-        except (RedisError, OSError) as exc:
-            redis_errors.count("admin")
-            raise ApiError(503, "store_unavailable", f"the timeline of {name!r} could not "
-                                                     f"be read: {exc}") from None
+            marks = push_markers(await source.read_pushes(name))
+        if state.markers is not None:
+            marks += await state.markers.read(name)
+    except (RedisError, OSError) as exc:
+        redis_errors.count("admin")
+        raise ApiError(503, "store_unavailable", f"the timeline of {name!r} could not "
+                                                 f"be read: {exc}") from None
     body = build_timeline(name, route.experiment.policy.arms, raw, since=since, limit=limit,
-                          window=window, status=status)
+                          window=window, status=status, markers=marks)
     return _answer(body.model_dump(mode="json"), sync.revision)
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+async def _mark(state: RouterState, name: str, label: str, variant: str | None = None) -> None:
+    """A ``policy_change`` marker on the dashboard's time axis (never fails the change)."""
+    await markers.record(state.markers, name, markers.Marker(
+        t=state.wall_clock(), kind="policy_change", label=label, variant=variant))
 
 
 def _served(state: RouterState, name: str) -> Route:

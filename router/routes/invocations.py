@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import markers
 from ..backends import InvokeRequest, InvokeResult
 from ..errors import (
     InternalFailure,
@@ -168,5 +169,8 @@ async def _account(state: RouterState, route: Route, decision: Decision, outcome
         if trip is not None:
             state.metrics.trips.labels(name, trip.variant).inc()
             logger.warning("guardrail tripped for %s/%s: %s", name, trip.variant, trip.reason)
+            await markers.record(state.markers, name, markers.Marker(
+                t=state.wall_clock(), kind="guardrail_trip", variant=trip.variant,
+                label=f"{trip.variant} suspended: {trip.reason}"))
     state.metrics.decided(name, decision.variant, decision.targeted)
     state.metrics.invoked(name, decision.variant, outcome, latency)

@@ -6,8 +6,8 @@ learner has written a timeline point for the one before (its timeline interval i
 to 0 s, so every learned batch writes a point), so there are several points. Chromium
 (Debian's ``chromium`` package, ``make system-deps``) then loads the page with the admin
 token in the URL fragment: ``--dump-dom`` must show one SVG line per variant in each of
-the three charts and the stats table's rows; ``--screenshot`` must show the variants'
-colours.
+the charts and the stats table's rows, and no warning (the traffic is honest, the
+rewards come in time); ``--screenshot`` must show the variants' colours.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ SECRET = "dashboard-webhook-secret"  # noqa: S105 - a test's own webhook secret
 VARIANTS = {"Variant1": 0.3, "Variant2": 0.7, "Variant3": 0.5}  # reward rates
 COLORS = {"Variant1": (0x1F, 0x77, 0xB4), "Variant2": (0xD6, 0x27, 0x28),
           "Variant3": (0x2C, 0xA0, 0x2C)}  # the page's palette, in variant order
-CHARTS = ("chart-share", "chart-probability", "chart-reward")
-UNREWARDED = 0.1  # decisions left to the default reward (wait_seconds: 1)
+CHARTS = ("chart-share", "chart-probability", "chart-reward", "chart-requests")
+UNREWARDED = 0.04  # decisions left to the default reward (wait_seconds: 1): under the
+# 10% that warns, so this honest experiment's page must show no warning
 
 
 def chromium() -> str:
@@ -158,6 +159,8 @@ class ChartDom(HTMLParser):
         self.chart: str | None = None
         self.lines: dict[str, dict[str, str]] = {}
         self.rows: list[str] = []
+        self.warnings: list[str] = []
+        self.quiet = False
         self.status = ""
         self._in_status = False
 
@@ -171,6 +174,10 @@ class ChartDom(HTMLParser):
                 attributes.get("d") or ""
         elif tag == "tr" and attributes.get("data-variant"):
             self.rows.append(attributes["data-variant"] or "")
+        elif tag == "div" and attributes.get("data-code"):
+            self.warnings.append(attributes["data-code"] or "")
+        elif tag == "div" and attributes.get("class") == "warning none":
+            self.quiet = True
         elif tag == "span" and attributes.get("id") == "status":
             self._in_status = True
 
@@ -237,6 +244,7 @@ def test_dashboard_draws_the_charts_and_the_table_in_chromium(tmp_path: Path) ->
         for variant, d in dom.lines[chart].items():
             assert d.startswith("M") and d.count("L") >= 2, (chart, variant, d)
     assert dom.rows == list(VARIANTS)
+    assert dom.warnings == [] and dom.quiet, (dom.warnings, stats["warnings"])
     for variant in VARIANTS:  # the table shows the learner's figures
         row = next(v for v in stats["variants"] if v["name"] == variant)
         assert row["rewards_joined"] == sent.decisions[variant]

@@ -9,6 +9,7 @@ The router reads them through its own ``StatsSource`` (it never imports the inge
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import math
@@ -42,6 +43,7 @@ from router.store import MemoryStore
 from router.timeline import build_timeline
 from tests._redis_server import RedisServer
 from tests._servers import run_asgi
+from tests._wait import wait_for
 from tests.reward_ingest._moto import aws_env, create_endpoint, moto_server
 from tests.reward_ingest._pipeline import (
     T0,
@@ -57,8 +59,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def joined(event_id: str, variant: str, value: float, *, default: bool = False,
-           experiment: str = "first", **options: Any) -> JoinedEvent:
+           experiment: str = "first", outcome: str = "ok", **options: Any) -> JoinedEvent:
     event = decision(event_id, experiment, T0, variant=variant, **options)
+    event["outcome"] = outcome
     return JoinedEvent(json.dumps(event, separators=(",", ":")), value, default, 1, T0)
 
 
@@ -106,7 +109,7 @@ def test_timeline_rolling_mean_since_and_limit() -> None:
 
 def test_memory_learner_records_totals_and_timeline_with_each_checkpoint() -> None:
     log = JoinedLog()
-    events = [joined("a", "A", 1.0), joined("b", "A", 0.0, default=True),
+    events = [joined("a", "A", 1.0), joined("b", "A", 0.0, default=True, outcome="model_error"),
               joined("c", "B", 0.5), joined("d", "B", 1.0, targeted=True),  # not learned
               joined("e", "Gone", 1.0), joined("f", "A", 1.0, experiment="maxed")]
     for event in events:
@@ -125,7 +128,17 @@ def test_memory_learner_records_totals_and_timeline_with_each_checkpoint() -> No
 
     learner = asyncio.run(run())
     totals = parse_totals(asyncio.run(checkpoints.stats.read_totals("first")))
-    assert totals == {"A": RewardTotals(2, 1.0, 1.0, 1), "B": RewardTotals(1, 0.5, 0.25, 0)}
+    # Each learned decision logged 1/3 for every variant: Σ logged p is 1 for each,
+    # chosen (A twice, B once) or not (C).
+    served = {name: t.served for name, t in totals.items()}
+    assert served == pytest.approx({"A": 1.0, "B": 1.0, "C": 1.0})
+    # Every invocation took 1.25 ms: bucket 1, (1, 2.5] ms.
+    assert totals["A"].latencies[:3] == (0, 2, 0) and totals["A"].p99_ms == 2.5
+    assert totals["C"].latencies == () and totals["C"].p99_ms is None
+    assert {name: dataclasses.replace(t, served=0.0, latencies=())
+            for name, t in totals.items()} == {
+        "A": RewardTotals(2, 1.0, 1.0, 1, errors=1), "B": RewardTotals(1, 0.5, 0.25, 0),
+        "C": RewardTotals()}
     assert learner.policy is not None and learner.policy.version == 3
     points = [json.loads(p) for p in asyncio.run(checkpoints.stats.read_timeline("first"))]
     assert [p["events"] for p in points] == [2, 1]  # batches (a, b), (c, d); (e, f): none
@@ -202,7 +215,10 @@ def test_a_fenced_learner_records_nothing(redis_url: str) -> None:
             await client.aclose()
 
     asyncio.run(run())
-    assert redis_totals(redis_url, "first") == {"A:n": 1.0, "A:sum": 1.0, "A:sumsq": 1.0}
+    third = pytest.approx(1 / 3)
+    assert redis_totals(redis_url, "first") == {"A:n": 1.0, "A:sum": 1.0, "A:sumsq": 1.0,
+                                                "A:served": third, "B:served": third,
+                                                "C:served": third, "A:lat:1": 1.0}
     with redis.Redis.from_url(redis_url) as client:
         assert client.llen(timeline_key("first")) == 1
 
@@ -325,6 +341,8 @@ def test_stats_without_a_learner_say_so_and_an_unreachable_store_degrades() -> N
     assert all(v["rewards_joined"] is None and v["mean_reward"] is None
                for v in stats["variants"])
     assert timeline["points"] == []
+    assert [(w["code"], w["severity"]) for w in stats["warnings"]] == [
+        ("reward_figures_missing", "info")]
     # A Redis that does not answer: stats degrade to null figures, timeline is a 503.
     from tests._servers import free_port
 
@@ -337,4 +355,62 @@ def test_stats_without_a_learner_say_so_and_an_unreachable_store_degrades() -> N
         timeline = httpx.get(f"{url}/v1/experiments/first/timeline", headers=AUTH)
     assert stats["reward_stats"] == "unavailable"
     assert all(v["rewards_joined"] is None for v in stats["variants"])
+    assert [(w["code"], w["severity"]) for w in stats["warnings"]] == [
+        ("reward_figures_missing", "warning")]
     assert timeline.status_code == 503 and timeline.json()["error"] == "store_unavailable"
+
+
+def test_on_redis_every_replica_reads_the_same_checks_and_markers(redis_url: str) -> None:
+    """Two routers on one Redis: the learner's Σ logged p and the joiner's late count
+    reach both, and a guardrail trip or a config change on one is a marker on the other."""
+    data = fixed_input(13, n=600)
+    asyncio.run(write_input(redis_url, data))
+    asyncio.run(drive_redis(redis_url))
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        late = int(client.hget("bandit:join:counts:first", "late_rewards") or 0)
+        client.rpush(pushes_key("first"), json.dumps(
+            {"at": T0, "endpoint": "ep-first", "before": {}, "after": {"A": 0.5, "B": 0.5,
+                                                                       "C": 0.0},
+             "reason": "learned split", "skipped": None}))
+    totals = parse_totals(redis_totals(redis_url, "first"))
+    learned = sum(t.n for t in totals.values())
+    # Every learned decision logged 1/3 for each of the three variants.
+    for variant in ("A", "B", "C"):
+        assert totals[variant].served == pytest.approx(learned / 3)
+    settings = parse_settings({"store": redis_url, "experiments": [{
+        "name": "first", "endpoint": "ep-first", "backend": "http",
+        "variants": [{"name": n, "url": "http://127.0.0.1:9/"} for n in ("A", "B", "C")],
+        "policy": {"type": "static", "weights": {"A": 1.0, "B": 0.0, "C": 0.0}},
+        "guardrails": {"min_requests": 5, "error_rate": 0.5}}]})
+
+    def replica() -> Any:
+        return create_app(settings, store=MemoryStore(), registry=MemoryRegistry(),
+                          secrets=Secrets(admin_token=TOKEN))
+
+    with run_asgi(replica()) as one, run_asgi(replica()) as other:
+        for _ in range(5):  # A's URL answers nothing: every call is `unavailable`
+            httpx.post(f"{one}/endpoints/ep-first/invocations", content=b"{}",
+                       headers={"Content-Type": "application/json"}, timeout=10)
+        added = httpx.post(f"{one}/v1/experiments/first/variants", json={
+            "name": "D", "url": "http://127.0.0.1:9/"}, headers=AUTH)
+        assert added.status_code == 201, added.text
+
+        def kinds() -> set[str]:
+            timeline = httpx.get(f"{other}/v1/experiments/first/timeline",
+                                 headers=AUTH).json()
+            return {m["kind"] for m in timeline["markers"]}
+
+        wait_for(lambda: kinds() == {"weight_push", "guardrail_trip", "policy_change"}, 5.0,
+                 message=kinds)
+        stats = httpx.get(f"{other}/v1/experiments/first/stats", headers=AUTH).json()
+        tripped = httpx.get(f"{one}/v1/experiments/first/stats", headers=AUTH).json()
+    assert stats["late_rewards"] == late > 0
+    assert stats["sample_ratio"] is not None and stats["sample_ratio"]["p_value"] > 0.001
+    assert "sample_ratio_mismatch" not in {w["code"] for w in stats["warnings"]}
+    assert {v["name"]: v["p99_ms"] for v in stats["variants"]} == {
+        "A": 2.5, "B": 2.5, "C": 2.5}  # every logged invocation took 1.25 ms
+    shares = {v["name"]: v["realised_share"] for v in stats["variants"]}
+    assert shares == pytest.approx({n: t.n / learned for n, t in totals.items()})
+    # The trip is the replica's own state; the marker is everyone's.
+    assert {v["name"]: v["state"] for v in tripped["variants"]}["A"] == "suspended"
+    assert {v["name"]: v["state"] for v in stats["variants"]}["A"] == "healthy"

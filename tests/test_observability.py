@@ -44,7 +44,7 @@ def _settings(store: str, tmp_path: Path) -> Any:
         "experiments": [
             {"name": "obs", "endpoint": SIM_ENDPOINT, "variants": VARIANTS,
              "policy": {"type": "thompson"},
-             "reward": {"aggregate": "first", "default": 0, "wait_seconds": 0.3},
+             "reward": {"aggregate": "first", "default": 0, "wait_seconds": 2.0},
              "weights_push": {"enabled": True, "interval_s": 0.2}},
             {"name": "wide", "endpoint": "wide-ep", "variants": [{"name": "A"}],
              "policy": {"type": "static"}, "reward": {"min": -5, "max": 100}}]})
@@ -119,7 +119,8 @@ def test_the_loop_counters_move(scrapes: dict[str, str]) -> None:
     assert _value(s, "bandit_ingest_rewards_dropped_total", experiment="obs",
                   reason="out_of_range") == 1
     assert _value(s, "bandit_ingest_join_lag_seconds_count", experiment="obs") >= 7
-    # The defaulted ones waited out the 0.3 s window.
+    # The defaulted ones waited out the 2 s window (long enough for a busy machine to
+    # post the three rewards inside it).
     assert _value(s, "bandit_ingest_join_lag_seconds_bucket", experiment="obs", le="0.1") <= 2
     assert 0 <= _value(s, "bandit_ingest_snapshot_age_seconds", experiment="obs") < 60
     assert _value(s, "bandit_ingest_archive_events_total") >= 7

@@ -431,7 +431,7 @@ def test_generated_archive_reads_back_with_the_intended_shares(tmp_path: Path) -
 
 def test_to_dsjson_lines_take_the_fast_path() -> None:
     """Speed rests on this: every line our writer makes matches the one-regex layout."""
-    from bandit.ope._archive import _LINE
+    from bandit.ope._archive_parse import _LINE
 
     events = [*varied_events(), event(9, context=None), event(10, context={"l": [1]}),
               event(11, experiment=None, policy_version=None)]

@@ -154,14 +154,14 @@ def build_index(data: bytes, name: str = "") -> bytes:
 
 
 def _joined(empty: npt.NDArray[Any], arrays: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
-    """The arrays end to end, as ``empty``'s type (which is the result when there are none)."""
-    return np.concatenate([empty, *arrays]).astype(empty.dtype, copy=False) if arrays else empty
+    """The arrays end to end (``empty`` when there are none)."""
+    return np.concatenate([empty, *arrays])
 
 
 def _ids(decoded: list[Decoded], name: str, bound: int) -> npt.NDArray[Any]:
     """Non-negative ids below ``bound`` in the smallest unsigned type that holds them."""
-    return _joined(np.zeros(0, np.min_scalar_type(max(bound - 1, 0))),
-                   [getattr(d, name) for d in decoded])
+    dtype = np.min_scalar_type(max(bound - 1, 0))
+    return _joined(np.zeros(0, dtype), [getattr(d, name) for d in decoded]).astype(dtype)
 
 
 def _padded(array: npt.NDArray[Any], width: int) -> npt.NDArray[Any]:

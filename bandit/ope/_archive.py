@@ -514,7 +514,8 @@ class _Lines:
             block = next(self._blocks)
             more.append(block)
             have += len(block)
-        self._data = self._data[first - self._start:] + b"".join(more)
+        # From the first line asked for: the lines before it are never asked for again.
+        self._data = (self._data + b"".join(more))[first - self._start:]
         self._start = first
         data = self._data
         return [data[o:o + n] for o, n in zip((offsets - first).tolist(), lengths.tolist(),

@@ -29,7 +29,7 @@ from ._estimate import (
     TargetPolicy,
     estimate,
 )
-from ._index import INDEX_SUFFIX, build_index
+from ._index import INDEX_SUFFIX, InvalidIndexError, build_index, load_index
 from ._json import interval_json
 from ._replay import ReplayResult, replay
 from ._series import LogSeries
@@ -51,6 +51,7 @@ __all__ = [
     "Evaluation",
     "EvaluationError",
     "EvaluationResult",
+    "InvalidIndexError",
     "LogAudit",
     "LogChunk",
     "LogSeries",
@@ -65,6 +66,7 @@ __all__ = [
     "build_index",
     "estimate",
     "interval_json",
+    "load_index",
     "read_archive",
     "replay",
 ]

@@ -223,10 +223,11 @@ def _id_hashes(ids: npt.NDArray[np.bytes_]) -> npt.NDArray[np.uint64]:
 class _RecentIds:
     """Which ids occurred among the ``size`` ids before them, exactly, in flat memory.
 
-    Each id gets a position (how many ids came before it). The last ``size`` ids are
-    kept sorted by (hash, position), so a batch is checked with one sort of its own
-    hashes and one binary search; the hashes find candidates, the bytes decide. The
-    answer is the same however the ids are cut into batches.
+    Each id gets a position (how many ids came before it). The hashes of the last ids
+    are kept sorted by (hash, position), and the ids themselves in a ring indexed by
+    position, so a batch is checked with one sort of its own hashes and one binary
+    search; hashes find candidates, bytes decide. The answer is the same however the
+    ids are cut into batches.
     """
 
     def __init__(self, size: int) -> None:
@@ -234,7 +235,7 @@ class _RecentIds:
         self._next = 0
         self._hash = np.zeros(0, dtype=np.uint64)
         self._position = np.zeros(0, dtype=np.int64)
-        self._ids: npt.NDArray[np.bytes_] = np.zeros(0, dtype="S1")
+        self._ring: npt.NDArray[np.bytes_] = np.zeros(size, dtype="S1")
 
     def repeated(self, ids: npt.NDArray[np.bytes_]) -> BoolArray:
         """Which of ``ids`` (in order) occurred among the ``size`` ids before each.
@@ -242,7 +243,6 @@ class _RecentIds:
         Remembers them."""
         m = ids.size
         start = self._next
-        self._next += m
         if not m:
             return np.zeros(0, dtype=bool)
         hashes = _id_hashes(ids)
@@ -254,70 +254,71 @@ class _RecentIds:
         slow: list[int] = []
         # Within the batch: the row before, in an equal-hash run.
         after = np.flatnonzero(h[1:] == h[:-1]) + 1
-        same = sorted_ids[after] == sorted_ids[after - 1]
-        latest[after[same]] = position[after[same] - 1]
-        slow += after[~same].tolist()
-        # Before the batch: the latest kept id of an equal hash, for the rest.
-        first = np.ones(m, dtype=bool)
-        first[after] = False
-        rows = np.flatnonzero(first)
-        if self._hash.size and rows.size:
+        if after.size:
+            same = sorted_ids[after] == sorted_ids[after - 1]
+            latest[after[same]] = position[after[same] - 1]
+            slow += after[~same].tolist()
+        # Before the batch, for the first of each run: the latest id of an equal hash.
+        if self._hash.size:
+            rows = np.ones(m, dtype=bool)
+            rows[after] = False
+            rows = np.flatnonzero(rows)
             at = np.searchsorted(self._hash, h[rows], side="right") - 1
             hit = at >= 0
             hit[hit] = self._hash[at[hit]] == h[rows[hit]]
             rows, at = rows[hit], at[hit]
-            same = self._ids[at] == sorted_ids[rows]
-            latest[rows[same]] = self._position[at[same]]
+            earlier = self._position[at]
+            near = position[rows] - earlier <= self._size  # the rest are too old anyway
+            rows, earlier = rows[near], earlier[near]
+            same = self._ring[earlier % self._size] == sorted_ids[rows]
+            latest[rows[same]] = earlier[same]
             slow += rows[~same].tolist()
         for row in slow:  # a hash shared by different ids: one by one
             latest[row] = self._latest(h, sorted_ids, position, row)
         seen = (latest >= 0) & (position - latest <= self._size)
         repeated = np.empty(m, dtype=bool)
         repeated[order] = seen
-        self._remember(h, position, sorted_ids)
+        self._remember(h, position, ids)
         return repeated
 
     def _latest(self, h: npt.NDArray[np.uint64], ids: npt.NDArray[np.bytes_],
                 position: npt.NDArray[np.int64], row: int) -> int:
         """The latest earlier position of the id at sorted ``row``, or -1: byte by byte."""
         target = ids[row]
-        start = int(np.searchsorted(h, h[row], side="left"))
-        for earlier in range(row - 1, start - 1, -1):
+        for earlier in range(row - 1, int(np.searchsorted(h, h[row])) - 1, -1):
             if ids[earlier] == target:
                 return int(position[earlier])
-        low, high = int(np.searchsorted(self._hash, h[row], side="left")), int(
-            np.searchsorted(self._hash, h[row], side="right"))
+        low = int(np.searchsorted(self._hash, h[row], side="left"))
+        high = int(np.searchsorted(self._hash, h[row], side="right"))
         for kept in range(high - 1, low - 1, -1):
-            if self._ids[kept] == target:
-                return int(self._position[kept])
+            earlier = int(self._position[kept])
+            if position[row] - earlier > self._size:
+                break  # older ones are further still
+            if self._ring[earlier % self._size] == target:
+                return earlier
         return -1
 
     def _remember(self, h: npt.NDArray[np.uint64], position: npt.NDArray[np.int64],
                   ids: npt.NDArray[np.bytes_]) -> None:
-        """Merge the batch (sorted by hash) into the kept ids; forget all but the last ``size``."""
-        oldest = self._next - self._size
-        old = self._position >= oldest
-        if not old.all():
-            self._hash, self._position, self._ids = (
-                self._hash[old], self._position[old], self._ids[old])
-        new = position >= oldest
-        if not new.all():
-            h, position, ids = h[new], position[new], ids[new]
-        # Equal hashes: the batch's positions are later, so they go after (side="right").
-        at = np.searchsorted(self._hash, h, side="right") + np.arange(h.size)
-        total = self._hash.size + h.size
-        kept = np.ones(total, dtype=bool)
-        kept[at] = False
-        merged_hash = np.empty(total, dtype=np.uint64)
-        merged_position = np.empty(total, dtype=np.int64)
-        width = max(self._ids.dtype.itemsize, ids.dtype.itemsize)
-        merged_ids = np.empty(total, dtype=f"S{width}")
-        for merged, older, newer in ((merged_hash, self._hash, h),
-                                     (merged_position, self._position, position),
-                                     (merged_ids, self._ids, ids)):
-            merged[at] = newer
-            merged[kept] = older
-        self._hash, self._position, self._ids = merged_hash, merged_position, merged_ids
+        """Add the batch (``h``, ``position`` sorted by hash; ``ids`` in order)."""
+        self._next += ids.size
+        ring = self._ring
+        if ids.dtype.itemsize > ring.dtype.itemsize:
+            ring = self._ring = ring.astype(ids.dtype)
+        tail = ids[-self._size:]
+        slots = np.arange(self._next - tail.size, self._next) % self._size
+        ring[slots] = tail
+        # Forget hashes too old to matter only now and then: a stale entry is never
+        # taken for a repeat (the distance is checked), it only takes room.
+        if self._hash.size + h.size > 2 * self._size:
+            fresh = self._position >= self._next - self._size
+            self._hash, self._position = self._hash[fresh], self._position[fresh]
+            recent = position >= self._next - self._size
+            h, position = h[recent], position[recent]
+        # Two sorted runs: the stable sort merges them, and keeps equal hashes in order.
+        merged = np.argsort(np.concatenate([self._hash, h]), kind="stable")
+        self._hash = np.concatenate([self._hash, h])[merged]
+        self._position = np.concatenate([self._position, position])[merged]
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,9 +455,11 @@ class _Reader:
         seen = self.stats.experiments
         names = self.tables.experiments.values
         counts = np.bincount(experiment)
-        present, first = np.unique(experiment, return_index=True)
-        # First counted first, whatever the blocks: new names in the order of their first row.
-        for index in present[np.argsort(first)].tolist():
+        present = np.flatnonzero(counts)
+        if present.size > 1:  # first counted first, whatever the blocks: by their first row
+            firsts = [int(np.argmax(experiment == e)) for e in present.tolist()]
+            present = present[np.argsort(firsts)]
+        for index in present.tolist():
             seen[names[index]] = seen.get(names[index], 0) + int(counts[index])
         if self.options.experiment is None and len(seen) > 1:
             found = ", ".join(_experiment_name(e) for e in seen)
@@ -507,7 +510,7 @@ class _Lines:
         """The lines at ``offsets`` (increasing, past every earlier call's) of ``lengths``."""
         if not offsets.size or self._blocks is None:
             return []
-        first, end = int(offsets[0]), int(offsets[-1] + lengths[-1])
+        first, end = int(offsets[0]), int(offsets[-1]) + int(lengths[-1])
         more: list[bytes] = []
         have = self._start + len(self._data)
         while have < end:

@@ -17,6 +17,7 @@ there is none) and ``Source.read_range`` reads the byte ranges that check it.
 from __future__ import annotations
 
 import glob
+import mmap
 import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -57,7 +58,7 @@ class Source:
     size: int
     opener: Callable[[], _Readable]
     ranger: Callable[[int, int], bytes]
-    indexer: Callable[[], bytes | None]
+    indexer: Callable[[], bytes | mmap.mmap | None]
 
     def blocks(self, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
         """The file's (decompressed) bytes as blocks of whole lines; the last ends with ``\\n``.
@@ -74,8 +75,8 @@ class Source:
         """``size`` stored bytes from ``start`` (fewer at the end of the file)."""
         return self.ranger(start, size)
 
-    def index(self) -> bytes | None:
-        """The file's index as stored, or None when it has none."""
+    def index(self) -> bytes | mmap.mmap | None:
+        """The file's index as stored (bytes, or mapped), or None when it has none."""
         return self.indexer()
 
 
@@ -216,9 +217,14 @@ def _file_source(path: Path) -> Source:
             stream.seek(start)
             return stream.read(size)
 
-    def indexer() -> bytes | None:
+    def indexer() -> bytes | mmap.mmap | None:
         try:
-            return Path(f"{path}{INDEX_SUFFIX}").read_bytes()
+            with open(f"{path}{INDEX_SUFFIX}", "rb") as file:
+                # Mapped, not copied: the columns are views of the page cache. Indexes are
+                # written whole under a temporary name, then renamed: never changed in place.
+                if os.fstat(file.fileno()).st_size == 0:
+                    return b""
+                return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             return None
 

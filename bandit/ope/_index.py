@@ -39,6 +39,7 @@ Layout (version 1), little-endian:
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 import zlib
 from collections.abc import Callable
@@ -136,9 +137,9 @@ def build_index(data: bytes, name: str = "") -> bytes:
             d.targeted.astype(np.uint8) | (d.default_reward.astype(np.uint8) << 1)
             for d in done]),
         "event_id": _joined(np.zeros(0, "S1"), [d.event_id for d in done]),
-        "line": _joined(np.zeros(0, np.int64), [d.numbers for d in done]),
-        "offset": _joined(np.zeros(0, np.int64), [o for _, o, _ in parts]),
-        "length": _joined(np.zeros(0, np.int64), [n for _, _, n in parts]),
+        "line": _counts(_joined(np.zeros(0, np.int64), [d.numbers for d in done])),
+        "offset": _counts(_joined(np.zeros(0, np.int64), [o for _, o, _ in parts])),
+        "length": _counts(_joined(np.zeros(0, np.int64), [n for _, _, n in parts])),
         "logged": _joined(np.zeros((0, width)), [_padded(d.logged, width) for d in done]),
         "offered": _joined(np.zeros((0, width), bool),
                            [_padded(d.offered, width) for d in done]),
@@ -164,6 +165,11 @@ def _ids(decoded: list[Decoded], name: str, bound: int) -> npt.NDArray[Any]:
     return _joined(np.zeros(0, dtype), [getattr(d, name) for d in decoded]).astype(dtype)
 
 
+def _counts(values: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    """Non-negative integers in the smallest unsigned type that holds them."""
+    return values.astype(np.min_scalar_type(int(values.max()) if values.size else 0))
+
+
 def _padded(array: npt.NDArray[Any], width: int) -> npt.NDArray[Any]:
     if array.shape[1] == width:
         return array
@@ -186,7 +192,7 @@ def _encode(header: dict[str, Any], columns: dict[str, npt.NDArray[Any]]) -> byt
             + text + bytes(body))
 
 
-def load_index(raw: bytes) -> FileIndex:
+def load_index(raw: bytes | mmap.mmap) -> FileIndex:
     """The index in ``raw``; ``InvalidIndexError`` when it is not a whole, valid index of this
     version (the columns are views of ``raw``: no copy)."""
     try:
@@ -198,8 +204,9 @@ def load_index(raw: bytes) -> FileIndex:
     if version != VERSION:
         raise InvalidIndexError(f"index version {version}, this reader reads {VERSION}")
     start = _PREFIX.size
-    text = raw[start:start + length]
-    body = memoryview(raw)[start + length:]
+    view = memoryview(raw)
+    text = bytes(view[start:start + length])
+    body = view[start + length:]
     if zlib.crc32(text) != header_crc or zlib.crc32(body) != body_crc:
         raise InvalidIndexError("the index is damaged (CRC-32 mismatch)")
     try:

@@ -166,7 +166,7 @@ def read_archive(
     Nothing is read until the archive is iterated; the files are listed now
     (``ArchiveError`` for a missing path, a directory without archive files or a
     bad S3 URL). Directories are searched recursively for ``*.json``, ``*.jsonl``
-    and their ``.gz``; every key under an S3 prefix is read (but indexes), through
+    and their ``.gz``; every key under an S3 prefix but indexes is read, through
     ``s3_client`` or ``boto3.client("s3")``. ``contexts``/``lines`` keep each
     event's context (as ``from_dsjson`` rebuilds it) or raw line in the chunks.
     ``use_index=False`` parses every file, ignoring their indexes.

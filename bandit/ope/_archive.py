@@ -235,7 +235,7 @@ class _RecentIds:
         self._next = 0
         self._hash = np.zeros(0, dtype=np.uint64)
         self._position = np.zeros(0, dtype=np.int64)
-        self._ring: npt.NDArray[np.bytes_] = np.zeros(size, dtype="S1")
+        self._ring: npt.NDArray[np.bytes_] = np.zeros(0, dtype="S1")  # sized on first use
 
     def repeated(self, ids: npt.NDArray[np.bytes_]) -> BoolArray:
         """Which of ``ids`` (in order) occurred among the ``size`` ids before each.
@@ -303,7 +303,9 @@ class _RecentIds:
         """Add the batch (``h``, ``position`` sorted by hash; ``ids`` in order)."""
         self._next += ids.size
         ring = self._ring
-        if ids.dtype.itemsize > ring.dtype.itemsize:
+        if not ring.size:
+            ring = self._ring = np.zeros(self._size, dtype=ids.dtype)
+        elif ids.dtype.itemsize > ring.dtype.itemsize:  # wider ids than so far
             ring = self._ring = ring.astype(ids.dtype)
         tail = ids[-self._size:]
         slots = np.arange(self._next - tail.size, self._next) % self._size
@@ -518,7 +520,11 @@ class _Lines:
             more.append(block)
             have += len(block)
         # From the first line asked for: the lines before it are never asked for again.
-        self._data = (self._data + b"".join(more))[first - self._start:]
+        pieces = [self._data, *more]
+        cut = first - self._start
+        while cut >= len(pieces[0]) and len(pieces) > 1:
+            cut -= len(pieces.pop(0))
+        self._data = b"".join([memoryview(pieces[0])[cut:], *pieces[1:]])
         self._start = first
         data = self._data
         return [data[o:o + n] for o, n in zip((offsets - first).tolist(), lengths.tolist(),

@@ -60,6 +60,9 @@ VERSION = 1
 CHECK_BYTES = 64 << 10
 """How many bytes at each end of the data file the index's CRC-32s cover."""
 
+_BUILD_BYTES = 256 << 10
+"""Stored bytes parsed per step: short steps, so an event loop beside the thread that
+builds an index keeps its turn (each step holds the GIL throughout its regex pass)."""
 _PREFIX = struct.Struct("<8sIIII")
 _ALIGN = 8
 _ID_COLUMNS = ("experiment", "version", "arm_list")
@@ -111,7 +114,8 @@ def build_index(data: bytes, name: str = "") -> bytes:
     parts: list[tuple[Decoded, npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []
     bad: list[tuple[int, str]] = []
     lines = first_line = offset = 0
-    for block in line_blocks([data], name):
+    pieces = (data[at:at + _BUILD_BYTES] for at in range(0, len(data), _BUILD_BYTES))
+    for block in line_blocks(pieces, name):
         newlines = block.count(b"\n")
         decoded = decode(tables, first_line, block, newlines, keep_text=False)
         ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)

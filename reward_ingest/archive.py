@@ -68,7 +68,8 @@ S3ClientFactory = Callable[[], Any]
 
 @dataclass(frozen=True, slots=True)
 class ArchiveStats:
-    """Counters since start: what was written, what waits, what was refused."""
+    """Counters since start: what was written, what waits, what was refused; ``indexes``
+    written beside the files, and ``index_errors``: files left without one."""
 
     files: int
     events: int

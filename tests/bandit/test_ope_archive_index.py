@@ -138,10 +138,11 @@ def test_the_index_yields_exactly_what_parsing_yields(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     rng = random.Random(seed)
     valid = random_archive(rng, tmp_path / "archive")
-    # Small blocks for parsing and a short duplicate window: block boundaries and the
-    # window's edge fall everywhere.
+    # Small blocks for parsing, a short duplicate window, few rows turned into lines at a
+    # time: block, batch and window edges fall everywhere.
     monkeypatch.setattr(sources_module, "READ_BYTES", rng.choice([64, 700, 1 << 20]))
     monkeypatch.setattr(archive_module, "RECENT_IDS", rng.choice([3, 10, 1 << 18]))
+    monkeypatch.setattr(archive_module, "TEXT_ROWS", rng.choice([1, 4, 1 << 16]))
     span = sorted(T0 + rng.random() * 40 for _ in range(2))
     cases: list[dict[str, Any]] = [
         {},

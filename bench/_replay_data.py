@@ -18,7 +18,8 @@ So the logging probabilities drift over time as a learner's do. The world:
 
 Lines are exactly ``bandit.dsjson.to_dsjson``'s (checked by the tests), written by
 a template writer that is ~10× faster; files are cut like the archiver's
-(``<experiment>-<UTC yyyymmddTHHMMSS>-<seq>.json``, at most ``FILE_BYTES`` each).
+(``<experiment>-<UTC yyyymmddTHHMMSS>-<seq>.json``, at most ``FILE_BYTES`` each) and
+each gets the index the archiver writes beside it (``bandit.ope.build_index``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bandit.ope import INDEX_SUFFIX, build_index
 
 EXPERIMENT = "replay"
 VARIANTS = ("Variant1", "Variant2", "Variant3", "Variant4", "Variant5")
@@ -278,7 +281,9 @@ def generate(out_dir: str | Path, events: int, *, seed: int = 0, gzip: bool = Fa
                             + (".gz" if gzip else ""))
         data = b"".join(buffer)
         # Level 1: a benchmark archive wants speed; the ratio barely moves on these lines.
-        path.write_bytes(gzip_module.compress(data, compresslevel=1) if gzip else data)
+        stored = gzip_module.compress(data, compresslevel=1) if gzip else data
+        path.write_bytes(stored)
+        Path(f"{path}{INDEX_SUFFIX}").write_bytes(build_index(stored, path.name))
         files.append(path)
 
     for block in _blocks(events, seed, contextual):

@@ -5,11 +5,11 @@
     .venv/bin/python bench/replay.py --data-dir /tmp/replay-data   # keep (and reuse) archives
 
 The archive comes from ``_replay_data --contextual`` (a Thompson logger's DSJSON with
-three numeric features and a plan per decision, ~64 MB files, seed 1), so the VW
-candidate has something to learn. One archive of ``--events`` events serves every
-row; a second one, ten times larger, serves the memory check alone. Archives are
-kept under ``--data-dir`` between runs, and read once before any timing so every
-pass reads from the page cache.
+three numeric features and a plan per decision, ~64 MB files, seed 1, each file with
+the index the archiver writes beside it), so the VW candidate has something to learn.
+One archive of ``--events`` events serves every row; a second one, ten times larger,
+serves the memory check alone. Archives are kept under ``--data-dir`` between runs,
+and read once before any timing so every pass reads from the page cache.
 
 Rows (each pass in a subprocess of its own: its wall time, and its peak RSS from
 ``os.wait4``, which is that child's alone; this process imports neither numpy nor
@@ -22,7 +22,9 @@ bandit, because a child's ``ru_maxrss`` starts at its parent's high-water mark):
   ``read_archive`` → ``replay`` through the public API (VW reads the lines:
   ``read_archive(lines=True)``); VW's own driver with the candidate's own arguments
   (``_common.vw_command`` plus ``--dsjson -d FILE``) is the VW row's reference;
-- ``read_archive`` alone on both archives, and the ``static`` candidate on the large one.
+- ``read_archive`` alone on both archives, and the ``static`` candidate on the large one;
+- for transparency, the ``static`` candidate once more with the indexes ignored
+  (``read_archive(use_index=False)``: every line parsed), once.
 
 Throughput is archive lines per second (VW counts every line as an example; the
 reader reads and checks every line and keeps the events that are not targeted).
@@ -115,18 +117,19 @@ def read_pass(directory: str) -> dict[str, Any]:
             "events": events}
 
 
-def replay_pass(directory: str, name: str) -> dict[str, Any]:
+def replay_pass(directory: str, name: str, use_index: bool = True) -> dict[str, Any]:
     """``read_archive`` → ``replay`` of candidate ``name``, reading what it needs."""
     from bandit.ope import Candidate, read_archive, replay
 
     started = time.perf_counter()
     candidate = Candidate(name, CANDIDATES[name])
     archive = read_archive(directory, lines=candidate.needs_lines,
-                           contexts=candidate.needs_contexts)
+                           contexts=candidate.needs_contexts, use_index=use_index)
     result = replay(archive, {name: candidate})
     seconds = time.perf_counter() - started
     found = result.candidates[name]
     return {"seconds": seconds, "lines": archive.stats.lines, "events": result.events,
+            "indexed_files": archive.stats.indexed_files,
             "estimates": {key: [e.value, e.lower, e.upper]
                           for key, e in [("baseline", result.baseline),
                                          ("ips", found.estimates["ips"]),
@@ -144,6 +147,8 @@ def child(kind: str, directory: str, name: str, events: int) -> dict[str, Any]:
         return read_pass(directory)
     if kind == "replay":
         return replay_pass(directory, name)
+    if kind == "replay-json":
+        return replay_pass(directory, name, use_index=False)
     if kind == "profile":
         import _replay_profile
 
@@ -174,7 +179,9 @@ def archive(data_dir: Path, events: int) -> Path:
     """The generated archive of ``events`` events, made unless a finished one is there."""
     directory = data_dir / f"contextual-{events}"
     mark = directory / ".generated"  # hidden: the reader skips it
-    if not (mark.exists() and mark.read_text() == str(events)):
+    # Archives from before the indexes (their mark says only the count) are made again.
+    done = f"{events} indexed"
+    if not (mark.exists() and mark.read_text() == done):
         print(f"generating {events:,} events in {directory} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         if directory.exists():
@@ -184,14 +191,14 @@ def archive(data_dir: Path, events: int) -> Path:
         command = [sys.executable, str(Path(__file__).with_name("_replay_data.py")),
                    str(directory), "--events", str(events), "--seed", "1", "--contextual"]
         subprocess.run(command, check=True)
-        mark.write_text(str(events))
+        mark.write_text(done)
         print(f"  {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return directory
 
 
 def warm(directory: Path) -> None:
-    """Read every file once, so every timed pass reads from the page cache."""
-    for path in sorted(directory.glob("*.json")):
+    """Read every file and index once, so every timed pass reads from the page cache."""
+    for path in sorted([*directory.glob("*.json"), *directory.glob("*.json.index")]):
         with path.open("rb") as stream:
             while stream.read(READ_BLOCK):
                 pass
@@ -295,10 +302,13 @@ def run(plan: Plan, data_dir: Path, profile: bool, quick: bool, argv: Sequence[s
                          lambda: measure("replay", small, vw_name), plan.rounds)
     progress(f"thompson over {plan.events:,} events (once)")
     thompson = measure("replay", small, "thompson")
+    progress(f"static over {plan.events:,} events, the indexes ignored (once)")
+    unindexed = measure("replay-json", small, "static")
     speed = rate(reference)
     rows = [
         row(f"reference: VW `{REFERENCE_ARGS}`", reference, speed),
         row("static: read_archive + replay", static, speed),
+        row("static, JSON only (index ignored)", unindexed, speed),
         row("thompson: read_archive + replay", thompson, speed),
         row(f"reference: VW `{same['args']}`", same, speed,
             same["seconds"]),
@@ -308,6 +318,8 @@ def run(plan: Plan, data_dir: Path, profile: bool, quick: bool, argv: Sequence[s
     print(_common.markdown_table(
         ["pass", "lines", "events kept", "seconds (rounds)", "lines/s", "× VW's lines/s",
          "time ÷ its reference", "peak RSS (MB)"], rows), flush=True)
+    print(f"\nFiles read through their index: static {static['indexed_files']}, "
+          f"the same with the indexes ignored {unindexed['indexed_files']}.")
     print("\nWhat the candidates found (mean reward per decision, 95 % intervals; "
           f"the logging policy's own: {interval(static['estimates']['baseline'])}):\n")
     print(_common.markdown_table(

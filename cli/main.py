@@ -386,6 +386,33 @@ def replay(
         raise typer.Exit(EXIT_UNTRUSTED)
 
 
+@app.command("archive-index")
+def archive_index(
+    paths: Annotated[list[str], typer.Argument(
+        help="Archive files, directories or globs (local; gzip too).", show_default=False)],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Rewrite every index, valid or not.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Write nothing: list the files without a valid index; exit 1 if "
+                        "there are any.")] = False,
+) -> None:
+    """Write the index beside each archive file that lacks a valid one, so replay reads
+    it without parsing (the archiver indexes the files it writes)."""
+    from bandit.ope import EvaluationError
+
+    from .archive_index import ArchiveIndexUsageError, run
+
+    if force and check:
+        raise typer.BadParameter("cannot be combined with --force", param_hint="'--check'")
+    try:
+        code = run(paths, force=force, check=check)
+    except (ArchiveIndexUsageError, EvaluationError) as exc:
+        print(f"bandit-router: error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point of the ``bandit-router`` console script."""
     try:

@@ -106,6 +106,9 @@ def _title(result: Mapping[str, Any]) -> RenderableType:
     if experiment:
         title.append(str(experiment), style="bold")
     facts = [f"{count(whole(archive.get(key)))} {key}" for key in ("files", "lines", "events")]
+    files, indexed = whole(archive.get("files")), whole(archive.get("indexed_files"))
+    if files and indexed is not None and indexed < files:  # the rest were parsed: slower
+        facts[0] += f" ({count(indexed)} indexed)"
     span = time_range(result)
     if span is not None:
         facts.append(f"{utc(span[0])} → {utc(span[1])} UTC")

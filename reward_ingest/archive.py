@@ -14,6 +14,15 @@ hidden temporary name in the same directory, fsynced, then linked to the final n
 (never over an existing file: the sequence number moves on); on S3 one
 ``put_object`` per file with ``If-None-Match: *``. Blocking I/O runs in a thread.
 
+Each file written gets its index beside it, ``<file>.index`` (``bandit.ope.build_index``:
+the reader's columns, so replaying the file needs no JSON parsing), built in a thread
+after the file is written and written the same way. The data file is the source of
+truth: an index that cannot be built or written is logged and counted
+(``index_errors``), never retried, and never holds back or fails a data file; readers
+then parse that file. One index is made at a time; files waiting for theirs are kept
+in memory up to ``max(2 × max_bytes, 64 MiB)``, and a file written while that is full
+is left without one (counted the same way).
+
 Failures: if a write fails the file stays queued and is retried by the next call.
 ``add`` first retries what is queued and, if that still fails, raises *without
 taking the new events*, so the caller can offer them again later; once it has taken
@@ -40,15 +49,18 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from bandit.dsjson import to_dsjson
+from bandit.ope import INDEX_SUFFIX, build_index
 
 logger = logging.getLogger(__name__)
 
 ALL = "all"
 CONTENT_TYPE = "application/x-ndjson"
+INDEX_CONTENT_TYPE = "application/octet-stream"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 _MAX_NAME_ATTEMPTS = 1000
 _RECENT_FILES = 1000
 _INLINE_BATCH = 64
+_INDEX_BACKLOG = 64 << 20
 
 Clock = Callable[[], float]
 S3ClientFactory = Callable[[], Any]
@@ -56,7 +68,8 @@ S3ClientFactory = Callable[[], Any]
 
 @dataclass(frozen=True, slots=True)
 class ArchiveStats:
-    """Counters since start: what was written, what waits, what was refused."""
+    """Counters since start: what was written, what waits, what was refused; ``indexes``
+    written beside the files, and ``index_errors``: files left without one."""
 
     files: int
     events: int
@@ -64,6 +77,8 @@ class ArchiveStats:
     pending_events: int
     skipped: int
     write_errors: int
+    indexes: int = 0
+    index_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -82,7 +97,7 @@ class _Sealed:
 
 
 class _Sink(Protocol):
-    def put(self, name: str, data: bytes) -> bool:
+    def put(self, name: str, data: bytes, content_type: str = CONTENT_TYPE) -> bool:
         """Store ``data`` as ``name``; False when ``name`` exists already (nothing written)."""
 
 
@@ -92,7 +107,7 @@ class _LocalSink:
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
 
-    def put(self, name: str, data: bytes) -> bool:
+    def put(self, name: str, data: bytes, content_type: str = CONTENT_TYPE) -> bool:
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / name
         if final.exists():
@@ -142,13 +157,13 @@ class _S3Sink:
         self._client: Any = None
         self._conditional = True
 
-    def put(self, name: str, data: bytes) -> bool:
+    def put(self, name: str, data: bytes, content_type: str = CONTENT_TYPE) -> bool:
         from botocore.exceptions import ClientError
 
         if self._client is None:
             self._client = self._factory()
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + name,
-                                   "Body": data, "ContentType": CONTENT_TYPE}
+                                   "Body": data, "ContentType": content_type}
         if self._conditional:
             request["IfNoneMatch"] = "*"
         try:
@@ -162,7 +177,7 @@ class _S3Sink:
                 logger.warning("archive: %s refuses If-None-Match; writing unconditionally",
                             self.bucket)
                 self._conditional = False
-                return self.put(name, data)
+                return self.put(name, data, content_type)
             raise
         return True
 
@@ -186,6 +201,7 @@ class Archiver:
         clock: Clock = time.time,
         s3_client: S3ClientFactory | None = None,
         by_experiment: bool = True,
+        index: bool = True,
     ) -> None:
         if max_bytes <= 0 or max_seconds <= 0:
             raise ValueError("max_bytes and max_seconds must be positive")
@@ -202,6 +218,11 @@ class Archiver:
         self._seq = 0
         self._closed = False
         self._files = self._events = self._bytes = self._skipped = self._errors = 0
+        self._index = index
+        self._index_queue: deque[tuple[str, bytes]] = deque()
+        self._index_backlog = 0
+        self._index_worker: asyncio.Task[None] | None = None
+        self._indexes = self._index_errors = 0
         # The latest files written (names, oldest first), for stats and tests.
         self.recent_files: deque[str] = deque(maxlen=_RECENT_FILES)
 
@@ -210,7 +231,8 @@ class Archiver:
         waiting = sum(len(b.lines) for b in self._buffers.values())
         return ArchiveStats(files=self._files, events=self._events, bytes=self._bytes,
                             pending_events=waiting + sum(s.events for s in self._pending),
-                            skipped=self._skipped, write_errors=self._errors)
+                            skipped=self._skipped, write_errors=self._errors,
+                            indexes=self._indexes, index_errors=self._index_errors)
 
     async def add(self, events: Iterable[Mapping[str, Any]]) -> int:
         """Take joined events; returns how many were taken (malformed ones are skipped).
@@ -253,9 +275,11 @@ class Archiver:
         await self._write_pending()
 
     async def close(self) -> None:
-        """Refuse further events, then ``flush``."""
+        """Refuse further events, then ``flush``, then wait for the indexes being made."""
         self._closed = True
         await self.flush()
+        if self._index_worker is not None:
+            await self._index_worker
 
     def _check_open(self) -> None:
         if self._closed:
@@ -314,6 +338,41 @@ class Archiver:
                 self._files += 1
                 self._events += sealed.events
                 self._bytes += len(sealed.data)
+                self._start_index(name, sealed.data)
+
+    def _start_index(self, name: str, data: bytes) -> None:
+        """Queue ``name``'s index for the background worker (see the module docstring)."""
+        if not self._index:
+            return
+        if self._index_queue and (self._index_backlog + len(data)
+                                  > max(2 * self.max_bytes, _INDEX_BACKLOG)):
+            self._index_errors += 1
+            logger.warning("archive: %s left without an index (%d files wait for theirs); "
+                           "readers parse it", name, len(self._index_queue))
+            return
+        self._index_queue.append((name, data))
+        self._index_backlog += len(data)
+        if self._index_worker is None or self._index_worker.done():
+            self._index_worker = asyncio.create_task(self._write_indexes())
+
+    async def _write_indexes(self) -> None:
+        while self._index_queue:
+            name, data = self._index_queue.popleft()
+            try:
+                await asyncio.to_thread(self._put_index, name, data)
+            except Exception:
+                self._index_errors += 1
+                logger.warning("archive: could not write the index of %s; readers parse it",
+                               name, exc_info=True)
+            else:
+                self._indexes += 1
+            finally:
+                self._index_backlog -= len(data)
+
+    def _put_index(self, name: str, data: bytes) -> None:
+        index = build_index(data, name)
+        if not self._sink.put(name + INDEX_SUFFIX, index, INDEX_CONTENT_TYPE):
+            raise FileExistsError(f"{name}{INDEX_SUFFIX} exists already")
 
     async def _put(self, sealed: _Sealed) -> str:
         stamp = datetime.fromtimestamp(sealed.opened_at, UTC).strftime("%Y%m%dT%H%M%S")

@@ -1,6 +1,8 @@
 """Off-policy evaluation: what a candidate policy would have earned on logged decisions.
 
 - ``read_archive``: the decision archive (files, directories, globs, S3) as ``LogChunk``s;
+- ``build_index``: an archive file's index (``<file>.index``), which ``read_archive``
+  reads instead of parsing the file;
 - ``replay``: candidate policies scored on those chunks in one pass (progressively,
   for learning ones), each against the logging policy, beside the log's audit;
 - ``estimate``: IPS, SNIPS, DM and DR, each with an interval, over logged decisions
@@ -27,6 +29,7 @@ from ._estimate import (
     TargetPolicy,
     estimate,
 )
+from ._index import INDEX_SUFFIX, InvalidIndexError, build_index, load_index
 from ._json import interval_json
 from ._replay import ReplayResult, replay
 from ._series import LogSeries
@@ -35,6 +38,7 @@ from ._streaming import BASELINE, Evaluation, EvaluationResult
 __all__ = [
     "BASELINE",
     "ESTIMATORS",
+    "INDEX_SUFFIX",
     "REWARD_MODELS",
     "Archive",
     "ArchiveError",
@@ -47,6 +51,7 @@ __all__ = [
     "Evaluation",
     "EvaluationError",
     "EvaluationResult",
+    "InvalidIndexError",
     "LogAudit",
     "LogChunk",
     "LogSeries",
@@ -58,8 +63,10 @@ __all__ = [
     "Target",
     "TargetFunction",
     "TargetPolicy",
+    "build_index",
     "estimate",
     "interval_json",
+    "load_index",
     "read_archive",
     "replay",
 ]

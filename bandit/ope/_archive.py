@@ -6,24 +6,26 @@
     archive.stats                  # what the latest pass read, skipped and excluded
 
 Each line is one of ``bandit.dsjson``'s lines (its module docstring is the format).
-Speed comes from reading a block of lines at a time: lines in the layout
-``to_dsjson`` writes are split into their fields by one regular expression over
-the whole block (no per-line JSON objects), the fields become arrays in numpy,
-and what repeats from line to line (the action order ``a``, the offered actions
-``c._multi``, the variant list, experiment and version) is decoded once and
-cached. Other lines (other key orders, spacing, escapes) take the slow path,
-``json.loads``, and are re-encoded into the same fields, so both paths share every
-check. The fast path checks the layout of every field it uses; the feature object
-``c.s`` is parsed only when contexts are asked for.
+A file with a valid index beside it (``_index``: written by the archiver, or by
+``bandit-router archive-index`` for older files) is read through the index: its
+rows are already columns, so the reader only maps, filters and slices arrays. Any
+other file is parsed a block of lines at a time (``_archive_parse``: one regular
+expression over the block, numpy, and ``json.loads`` for lines off the archiver's
+layout). Both give exactly the same chunks and counters; ``use_index=False``
+parses every file. With ``on_bad_line="fail"`` a file with bad lines is parsed (so
+the error comes where parsing finds it), and so is a file that would make an
+archive read without ``experiment`` hold two experiments (the error comes at the
+same line).
 
-Checks: ``p`` a pmf over ``c._multi`` within 1e-6, ``_label_probability`` in
-(0, 1] and equal to the chosen action's ``p`` within 1e-9, a finite reward, every
-offered variant among the line's ``variants``. A line failing one is a bad line
-(skipped and counted, or an ``ArchiveError`` with ``on_bad_line="fail"``).
+Checks (``_archive_parse``): ``p`` a pmf over ``c._multi`` within 1e-6,
+``_label_probability`` in (0, 1] and equal to the chosen action's ``p`` within 1e-9,
+a finite reward, every offered variant among the line's ``variants``. A line failing
+one is a bad line (skipped and counted, or an ``ArchiveError`` with
+``on_bad_line="fail"``).
 
 Filters, each excluded event counted once under the first that applies, in this
-order: ``duplicate`` (an ``EventId`` read again among the last ``RECENT_IDS``
-events: the archiver writes at least once, and after an ingester restart it may
+order: ``duplicate`` (an ``EventId`` read among the ``RECENT_IDS`` valid lines
+before it: the archiver writes at least once, and after an ingester restart it may
 write again what the previous process had written, at most one file's worth, which
 with the default 64 MiB files is ≈ 150,000 lines), ``other_experiment``,
 ``targeted`` (always: the caller chose, so the line holds no exploration),
@@ -33,63 +35,32 @@ with the default 64 MiB files is ≈ 150,000 lines), ``other_experiment``,
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from itertools import compress, pairwise, repeat
-from typing import Any, Literal, cast
+from itertools import pairwise
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
-from .._types import Arm, Context
-from ..dsjson import _arm as _arm_name  # the one decoder of an action's name
+from .._types import Context
 from ..dsjson import from_dsjson
+from ._archive_parse import Tables, decode
 from ._archive_sources import ArchiveError, Source, resolve
 from ._chunks import BoolArray, FloatArray, IntArray, LogChunk
+from ._index import FileIndex, InvalidIndexError, load_index
 
 __all__ = ["Archive", "ArchiveError", "BadLine", "ReadStats", "read_archive"]
 
-PMF_TOLERANCE = 1e-6
-PROPENSITY_TOLERANCE = 1e-9
 BAD_EXAMPLES = 10
 EXCLUSION_REASONS = ("duplicate", "targeted", "other_experiment", "before_since",
                      "after_until", "default_reward")
 RECENT_IDS = 1 << 18
-"""How many recent event ids the duplicate filter remembers (at least; up to twice)."""
-
-# The fast path: one line exactly as to_dsjson writes it; strings without escapes.
-_STR = rb'"[^"\\\n]*"'
-_NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
-_INT = rb"(?:0|[1-9][0-9]*)"
-_OBSERVED = (rb'\[(?:\{"v":' + _NUM + rb',"EventId":' + _STR
-             + rb',"ActionTaken":(?:true|false)\})?\]')
-# c.s and c._multi are matched loosely, for speed: _multi is decoded (and checked) with
-# json once per distinct value, c.s only when contexts are asked for. A loose group
-# cannot end inside a JSON string: the literal after it starts with an unescaped '"'.
-_FEATURES = rb"\{[^{}\n]*\}"
-_ACTIONS = rb"\[[^\]\n]*\]"
-_STRINGS = rb"\[(?:" + _STR + rb"(?:," + _STR + rb")*)?\]"
-_LINE = re.compile(
-    rb'^\{"_label_cost":(' + _NUM + rb'),"_label_probability":(' + _NUM
-    + rb'),"_label_Action":(' + _INT + rb'),"_labelIndex":' + _INT + rb',"o":' + _OBSERVED
-    + rb',"Timestamp":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}'
-    rb'(?:\.[0-9]{1,6})?)Z","Version":' + _STR + rb',"EventId":(' + _STR + rb')'
-    + rb',"a":\[(' + _INT + rb"(?:," + _INT + rb')*)\],"c":\{(?:"s":' + _FEATURES
-    + rb',)?"_multi":(' + _ACTIONS + rb')\},"p":\[('
-    + _NUM + rb"(?:," + _NUM + rb')*)\],("experiment":(?:' + _STR + rb'|null),'
-    rb'"policy_version":(?:' + _STR + rb"|null|" + _INT + rb')),"variants":('
-    + _STRINGS + rb'|null),("targeted":(?:true|false),"default_reward":(?:true|false))'
-    rb'(?:,"dropped_features":' + _STRINGS + rb")?\}\r?$", re.MULTILINE)
-
-# A line's fields as bytes, in the fast path's group order.
-_Fields = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes]
-(_COST, _PROBABILITY, _ACTION_ID, _TIME, _EVENT_ID, _ORDER, _MULTI, _P, _IDENT, _VARIANTS,
- _FLAGS) = range(11)
-
+"""How many valid lines before a line the duplicate filter looks back over."""
+TEXT_ROWS = 1 << 16
+"""Rows of an indexed file turned into lines or contexts at a time (memory stays flat)."""
 
 @dataclass(frozen=True, slots=True)
 class BadLine:
@@ -107,7 +78,9 @@ class ReadStats:
     ``events`` are the events yielded in chunks; ``excluded`` counts the events each
     filter removed (every key always present); ``default_rewards`` the kept events
     whose reward was the default; ``experiments`` every valid event per experiment,
-    before filtering; ``bad_examples`` the first ``BAD_EXAMPLES`` bad lines.
+    before filtering, first counted first; ``bad_examples`` the first ``BAD_EXAMPLES``
+    bad lines; ``indexed_files`` the files read through their index,
+    ``unindexed_files`` those parsed (no index, or one that does not match the file).
     """
 
     files: int = 0
@@ -119,6 +92,8 @@ class ReadStats:
         default_factory=lambda: dict.fromkeys(EXCLUSION_REASONS, 0))
     default_rewards: int = 0
     experiments: dict[str | None, int] = field(default_factory=dict)
+    indexed_files: int = 0
+    unindexed_files: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +106,7 @@ class _Options:
     contexts: bool
     lines: bool
     chunk_size: int
+    use_index: bool
 
 
 class Archive(Iterable[LogChunk]):
@@ -155,11 +131,13 @@ class Archive(Iterable[LogChunk]):
         reader = _Reader(self._options, stats)
         for source in self._sources:
             stats.files += 1
-            line_number = 0
-            for block in source.blocks(self._progress):
-                newlines = block.count(b"\n")
-                yield from reader.block(source.name, line_number, block, newlines)
-                line_number += newlines
+            index = _valid_index(source) if self._options.use_index else None
+            if index is not None and reader.takes(index):
+                stats.indexed_files += 1
+                yield from reader.indexed(source, index, self._progress)
+            else:
+                stats.unindexed_files += 1
+                yield from reader.parsed(source, self._progress)
         yield from reader.finish()
         wanted = self._options.experiment
         if wanted is not None and wanted not in stats.experiments:
@@ -179,6 +157,7 @@ def read_archive(
     contexts: bool = False,
     lines: bool = False,
     chunk_size: int = 65_536,
+    use_index: bool = True,
     s3_client: Any | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Archive:
@@ -187,9 +166,10 @@ def read_archive(
     Nothing is read until the archive is iterated; the files are listed now
     (``ArchiveError`` for a missing path, a directory without archive files or a
     bad S3 URL). Directories are searched recursively for ``*.json``, ``*.jsonl``
-    and their ``.gz``; every key under an S3 prefix is read, through
+    and their ``.gz``; every key under an S3 prefix but indexes is read, through
     ``s3_client`` or ``boto3.client("s3")``. ``contexts``/``lines`` keep each
     event's context (as ``from_dsjson`` rebuilds it) or raw line in the chunks.
+    ``use_index=False`` parses every file, ignoring their indexes.
     ``progress`` is called with the stored bytes read since its previous call.
     See the module docstring for the checks and the filters.
     """
@@ -202,7 +182,7 @@ def read_archive(
                                   or not math.isfinite(bound)):
             raise ArchiveError(f"{name} must be finite Unix seconds, got {bound!r}")
     options = _Options(experiment, since, until, drop_default_rewards, on_bad_line == "fail",
-                       contexts, lines, chunk_size)
+                       contexts, lines, chunk_size, use_index)
     return Archive(resolve(paths, s3_client), options, progress)
 
 
@@ -210,183 +190,236 @@ def _experiment_name(experiment: str | None) -> str:
     return "(no experiment)" if experiment is None else experiment
 
 
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """What an (``a``, ``c._multi``, ``variants``) triple means, decoded once.
-
-    ``columns[j]`` is the variant column of ``p[j]``; ``ids[j]`` = ``a[j]``;
-    ``arms`` the chunk's columns (``variants``, or the offered actions without them).
-    """
-
-    arms: tuple[Arm, ...]
-    columns: list[int]
-    ids: list[int]
-    error: str | None = None
-
-
-class _Ids:
-    """Dense integer ids for the values met so far (experiments, versions, variant lists)."""
-
-    def __init__(self) -> None:
-        self.ids: dict[Any, int] = {}
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> int:
-        found = self.ids.get(value)
-        if found is None:
-            found = self.ids[value] = len(self.values)
-            self.values.append(value)
-        return found
+def _valid_index(source: Source) -> FileIndex | None:
+    """The source's index when it has one that matches its bytes; None otherwise (parse)."""
+    try:
+        raw = source.index()
+        if raw is None:
+            return None
+        index = load_index(raw)
+        return index if index.matches(source.size, source.read_range) else None
+    except (InvalidIndexError, ArchiveError, OSError):
+        # A missing, damaged or stale index costs speed, never the read: the data file
+        # is the source of truth, and parsing it reports its own errors.
+        return None
 
 
-class _Tables:
-    """Per-id arrays of the decoded layouts and identities, for numpy look-ups by id.
-
-    One entry per distinct layout (action order × offered set × variant list) and per
-    (experiment, version): hundreds in practice, so the arrays are rebuilt as they grow.
-    """
-
-    def __init__(self) -> None:
-        self.layout_keys: dict[tuple[bytes, bytes, bytes], int] = {}
-        self.layouts: list[_Layout] = []
-        self.ident_keys: dict[bytes, int] = {}
-        self.ident_values: list[tuple[int, int]] = []
-        self.flag_keys: dict[bytes, int] = {}
-        self.experiments = _Ids()
-        self.versions = _Ids()
-        self.arm_lists = _Ids()
-        empty = np.zeros(0, dtype=np.intp)
-        self.ident_experiment = self.ident_version = self.size = self.width = empty
-        self.arm_list = empty
-        self.broken = np.zeros(0, dtype=bool)
-        self.column = self.action_id = np.zeros((0, 0), dtype=np.intp)
-
-    def layout_ids(self, keys: list[tuple[bytes, bytes, bytes]]) -> IntArray:
-        cache = self.layout_keys
-        for key in _new(keys, cache):
-            cache[key] = len(self.layouts)
-            self.layouts.append(_layout(*key))
-        return np.fromiter(map(cache.__getitem__, keys), dtype=np.intp, count=len(keys))
-
-    def ident_ids(self, keys: tuple[bytes, ...]) -> IntArray:
-        cache = self.ident_keys
-        for key in _new(keys, cache):
-            experiment, version = _ident(key)
-            cache[key] = len(self.ident_values)
-            self.ident_values.append((self.experiments(experiment), self.versions(version)))
-        return np.fromiter(map(cache.__getitem__, keys), dtype=np.intp, count=len(keys))
-
-    def flag_bits(self, keys: tuple[bytes, ...]) -> IntArray:
-        """Per row: 1 when targeted, + 2 when the reward was the default."""
-        cache = self.flag_keys
-        for key in _new(keys, cache):
-            cache[key] = (b'"targeted":true' in key) + 2 * (b'"default_reward":true' in key)
-        return np.fromiter(map(cache.__getitem__, keys), dtype=np.intp, count=len(keys))
-
-    def build(self) -> None:
-        """Bring the per-id arrays up to date with the ids added since the last call."""
-        if len(self.ident_values) != len(self.ident_experiment):
-            idents = np.array(self.ident_values, dtype=np.intp).reshape(-1, 2)
-            self.ident_experiment, self.ident_version = idents[:, 0], idents[:, 1]
-        if len(self.layouts) == len(self.size):
-            return
-        layouts = self.layouts
-        width = max(len(lay.ids) for lay in layouts)
-        self.size = np.array([len(lay.ids) for lay in layouts], dtype=np.intp)
-        self.width = np.array([len(lay.arms) for lay in layouts], dtype=np.intp)
-        self.broken = np.array([lay.error is not None for lay in layouts], dtype=bool)
-        self.arm_list = np.array([self.arm_lists(lay.arms) for lay in layouts], dtype=np.intp)
-        self.column = np.zeros((len(layouts), width), dtype=np.intp)
-        self.action_id = np.zeros((len(layouts), width), dtype=np.intp)
-        for i, lay in enumerate(layouts):
-            self.column[i, :len(lay.columns)] = lay.columns
-            self.action_id[i, :len(lay.ids)] = lay.ids
+_P1 = np.uint64(0x100000001B3)
+_OFFSET = np.uint64(0xCBF29CE484222325)
 
 
-def _new(keys: Iterable[Any], cache: dict[Any, int]) -> list[Any]:
-    """The keys not in ``cache``, each once, first seen first (ids follow the file order)."""
-    return [key for key in dict.fromkeys(keys) if key not in cache]
+def _id_hashes(ids: npt.NDArray[np.bytes_]) -> npt.NDArray[np.uint64]:
+    """64-bit hashes of byte strings, whatever the array's width (all-zero words are
+    skipped, so padding changes nothing). Only a fast pre-filter: equal ids always have
+    equal hashes; equal hashes are compared byte for byte."""
+    width = -(-ids.dtype.itemsize // 8) * 8
+    words = ids.astype(f"S{width}").view("<u8").reshape(ids.size, width // 8)
+    out = np.full(ids.size, _OFFSET, dtype=np.uint64)
+    for column in words.T:
+        out = np.where(column != 0, (out ^ column) * _P1, out)
+    return out
 
 
 class _RecentIds:
-    """The event ids of the last ``size`` to 2·``size`` events, in two generations.
+    """Which ids occurred among the ``size`` ids before them, exactly, in flat memory.
 
-    Membership and insertion are set operations over a block's ids, so the filter
-    costs a fraction of a microsecond per line and its memory is bounded.
+    Each id gets a position (how many ids came before it). The hashes of the last ids
+    are kept sorted by (hash, position), and the ids themselves in a ring indexed by
+    position, so a batch is checked with one sort of its own hashes and one binary
+    search; hashes find candidates, bytes decide. The answer is the same however the
+    ids are cut into batches.
     """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._current: set[bytes] = set()
-        self._previous: set[bytes] = set()
+        self._next = 0
+        self._hash = np.zeros(0, dtype=np.uint64)
+        self._position = np.zeros(0, dtype=np.int64)
+        self._ring: npt.NDArray[np.bytes_] = np.zeros(0, dtype="S1")  # sized on first use
 
-    def repeated(self, ids: list[bytes]) -> BoolArray:
-        """Which of ``ids`` were seen before (earlier in this list included); remembers them."""
-        current, previous = self._current, self._previous
-        seen = [i in current or i in previous for i in ids]
-        if len(set(ids)) != len(ids):  # repeats within the block: in order, one by one
-            first: set[bytes] = set()
-            for index, event_id in enumerate(ids):
-                seen[index] = seen[index] or event_id in first
-                first.add(event_id)
-        current.update(ids)
-        if len(current) >= self._size:
-            self._previous, self._current = current, set()
-        return np.asarray(seen, dtype=bool)
+    def repeated(self, ids: npt.NDArray[np.bytes_]) -> BoolArray:
+        """Which of ``ids`` (in order) occurred among the ``size`` ids before each.
+
+        Remembers them."""
+        m = ids.size
+        start = self._next
+        if not m:
+            return np.zeros(0, dtype=bool)
+        hashes = _id_hashes(ids)
+        order = np.argsort(hashes, kind="stable")  # equal hashes stay in position order
+        h = hashes[order]
+        sorted_ids = ids[order]
+        position = order.astype(np.int64) + start
+        latest = np.full(m, -1, dtype=np.int64)  # the latest earlier position of each id
+        slow: list[int] = []
+        # Within the batch: the row before, in an equal-hash run.
+        after = np.flatnonzero(h[1:] == h[:-1]) + 1
+        if after.size:
+            same = sorted_ids[after] == sorted_ids[after - 1]
+            latest[after[same]] = position[after[same] - 1]
+            slow += after[~same].tolist()
+        # Before the batch, for the first of each run: the latest id of an equal hash.
+        if self._hash.size:
+            rows = np.ones(m, dtype=bool)
+            rows[after] = False
+            rows = np.flatnonzero(rows)
+            at = np.searchsorted(self._hash, h[rows], side="right") - 1
+            hit = at >= 0
+            hit[hit] = self._hash[at[hit]] == h[rows[hit]]
+            rows, at = rows[hit], at[hit]
+            earlier = self._position[at]
+            near = position[rows] - earlier <= self._size  # the rest are too old anyway
+            rows, earlier = rows[near], earlier[near]
+            same = self._ring[earlier % self._size] == sorted_ids[rows]
+            latest[rows[same]] = earlier[same]
+            slow += rows[~same].tolist()
+        for row in slow:  # a hash shared by different ids: one by one
+            latest[row] = self._latest(h, sorted_ids, position, row)
+        seen = (latest >= 0) & (position - latest <= self._size)
+        repeated = np.empty(m, dtype=bool)
+        repeated[order] = seen
+        self._remember(h, position, ids)
+        return repeated
+
+    def _latest(self, h: npt.NDArray[np.uint64], ids: npt.NDArray[np.bytes_],
+                position: npt.NDArray[np.int64], row: int) -> int:
+        """The latest earlier position of the id at sorted ``row``, or -1: byte by byte."""
+        target = ids[row]
+        for earlier in range(row - 1, int(np.searchsorted(h, h[row])) - 1, -1):
+            if ids[earlier] == target:
+                return int(position[earlier])
+        low = int(np.searchsorted(self._hash, h[row], side="left"))
+        high = int(np.searchsorted(self._hash, h[row], side="right"))
+        for kept in range(high - 1, low - 1, -1):
+            earlier = int(self._position[kept])
+            if position[row] - earlier > self._size:
+                break  # older ones are further still
+            if self._ring[earlier % self._size] == target:
+                return earlier
+        return -1
+
+    def _remember(self, h: npt.NDArray[np.uint64], position: npt.NDArray[np.int64],
+                  ids: npt.NDArray[np.bytes_]) -> None:
+        """Add the batch (``h``, ``position`` sorted by hash; ``ids`` in order)."""
+        self._next += ids.size
+        ring = self._ring
+        if not ring.size:
+            ring = self._ring = np.zeros(self._size, dtype=ids.dtype)
+        elif ids.dtype.itemsize > ring.dtype.itemsize:  # wider ids than so far
+            ring = self._ring = ring.astype(ids.dtype)
+        tail = ids[-self._size:]
+        slots = np.arange(self._next - tail.size, self._next) % self._size
+        ring[slots] = tail
+        # Forget hashes too old to matter only now and then: a stale entry is never
+        # taken for a repeat (the distance is checked), it only takes room.
+        if self._hash.size + h.size > 2 * self._size:
+            fresh = self._position >= self._next - self._size
+            self._hash, self._position = self._hash[fresh], self._position[fresh]
+            recent = position >= self._next - self._size
+            h, position = h[recent], position[recent]
+        # Two sorted runs: the stable sort merges them, and keeps equal hashes in order.
+        merged = np.argsort(np.concatenate([self._hash, h]), kind="stable")
+        self._hash = np.concatenate([self._hash, h])[merged]
+        self._position = np.concatenate([self._position, position])[merged]
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Valid rows in file order, before the filters; ids index the reader's tables.
+
+    ``texts(kept)`` gives the lines of the rows at the indices ``kept`` (None: not asked for).
+    """
+
+    experiment: IntArray
+    version: IntArray
+    arm_list: IntArray
+    action: IntArray
+    propensity: FloatArray
+    logged: FloatArray
+    offered: BoolArray
+    reward: FloatArray
+    timestamp: FloatArray
+    targeted: BoolArray
+    default_reward: BoolArray
+    event_id: npt.NDArray[np.bytes_]
+    texts: Callable[[IntArray], list[bytes]] | None
 
 
 class _Reader:
-    """Turns blocks of lines into chunks; keeps the decoded tables and the chunk being filled."""
+    """Turns files into chunks; keeps the decoded tables and the chunk being filled."""
 
     def __init__(self, options: _Options, stats: ReadStats) -> None:
         self.options = options
         self.stats = stats
-        self.tables = _Tables()
+        self.tables = Tables()
         self.wanted = (-1 if options.experiment is None
                        else self.tables.experiments(options.experiment))
         self.chunk = _ChunkBuilder(options.chunk_size, self.tables)
         self.recent = _RecentIds(RECENT_IDS)
+        self.keep_text = options.contexts or options.lines
 
-    def block(self, path: str, first_line: int, data: bytes,
-              newlines: int) -> Iterator[LogChunk]:
-        """The chunks completed by a block of whole lines (``newlines`` of them)."""
-        rows = _LINE.findall(data)
-        keep_text = self.options.contexts or self.options.lines
-        texts: list[bytes] | None
-        unread: list[tuple[int, str]] = []
-        if len(rows) == newlines:
-            numbers: list[int] = list(range(first_line + 1, first_line + len(rows) + 1))
-            texts = data.split(b"\n")[:-1] if keep_text else None
-        else:  # a line off the fast layout: line by line
-            rows, numbers, texts, unread = self._line_by_line(first_line, data, keep_text)
-        self.stats.lines += len(rows) + len(unread)
-        yield from self._rows(path, rows, numbers, texts, unread)
+    def parsed(self, source: Source, progress: Callable[[int], None] | None
+               ) -> Iterator[LogChunk]:
+        """The chunks completed by parsing ``source``, a block of lines at a time."""
+        first_line = 0
+        for block in source.blocks(progress):
+            newlines = block.count(b"\n")
+            decoded = decode(self.tables, first_line, block, newlines, self.keep_text)
+            first_line += newlines
+            self.stats.lines += decoded.lines
+            for number, message in decoded.bad:
+                self._bad(source.name, number, message)
+            texts = decoded.texts
+            yield from self._select(_Batch(
+                decoded.experiment, decoded.version, decoded.arm_list, decoded.action,
+                decoded.propensity, decoded.logged, decoded.offered, decoded.reward,
+                decoded.timestamp, decoded.targeted, decoded.default_reward, decoded.event_id,
+                None if texts is None else _picker(texts)))
+
+    def takes(self, index: FileIndex) -> bool:
+        """Whether reading through ``index`` gives what parsing would, errors included."""
+        if self.options.fail and index.bad_lines:
+            return False  # parsing stops at the first bad line, after the lines before it
+        if self.options.experiment is None:
+            used = np.flatnonzero(np.bincount(index.columns["experiment"]))
+            names = {index.experiments[i] for i in used.tolist()} | set(self.stats.experiments)
+            return len(names) <= 1  # else parsing raises, at the line it does
+        return True
+
+    def indexed(self, source: Source, index: FileIndex,
+                progress: Callable[[int], None] | None) -> Iterator[LogChunk]:
+        """The chunks completed by ``source``'s rows, from its index."""
+        tables = self.tables
+        columns = index.columns
+        maps = [np.array([ids(value) for value in values], dtype=np.intp).reshape(-1)
+                for ids, values in ((tables.experiments, index.experiments),
+                                    (tables.versions, index.versions),
+                                    (tables.arm_lists, index.arm_lists))]
+        self.stats.lines += index.lines
+        for number, message in index.bad_lines:
+            self._bad(source.name, number, message)
+        flags = columns["flags"]
+        blocks = source.blocks(progress) if self.keep_text else None
+        step = TEXT_ROWS if self.keep_text else max(index.rows, 1)
+        lines = _Lines(blocks)
+        for start in range(0, index.rows, step):
+            rows = slice(start, start + step)
+            offset, length = columns["offset"][rows], columns["length"][rows]
+            yield from self._select(_Batch(
+                maps[0][columns["experiment"][rows]], maps[1][columns["version"][rows]],
+                maps[2][columns["arm_list"][rows]], columns["action"][rows].astype(np.intp),
+                columns["propensity"][rows], columns["logged"][rows], columns["offered"][rows],
+                columns["reward"][rows], columns["timestamp"][rows],
+                (flags[rows] & 1).astype(bool), (flags[rows] & 2).astype(bool),
+                columns["event_id"][rows],
+                None if blocks is None else lines.picker(offset, length)))
+        if blocks is not None:
+            lines.finish()  # the rest of the file, for the progress count
+        elif progress is not None:
+            progress(source.size)
 
     def finish(self) -> Iterator[LogChunk]:
         yield from self.chunk.flush(self.stats)
-
-    @staticmethod
-    def _line_by_line(first_line: int, data: bytes, keep_text: bool) -> tuple[
-            list[_Fields], list[int], list[bytes] | None, list[tuple[int, str]]]:
-        """Fields of each line (fast layout or JSON), their numbers, texts, and the unread."""
-        rows: list[_Fields] = []
-        numbers: list[int] = []
-        texts: list[bytes] = []
-        unread: list[tuple[int, str]] = []
-        for offset, text in enumerate(data.split(b"\n")[:-1]):
-            number = first_line + offset + 1
-            if not text.strip():
-                continue
-            match = _LINE.match(text + b"\n")
-            try:
-                fields = cast(_Fields, match.groups()) if match else _slow_fields(text)
-            except ValueError as exc:
-                unread.append((number, str(exc)))
-                continue
-            rows.append(fields)
-            numbers.append(number)
-            texts.append(text)
-        return rows, numbers, texts if keep_text else None, unread
 
     def _bad(self, path: str, line: int, message: str) -> None:
         if self.options.fail:
@@ -395,55 +428,40 @@ class _Reader:
         if len(self.stats.bad_examples) < BAD_EXAMPLES:
             self.stats.bad_examples.append(BadLine(path, line, message))
 
-    def _rows(self, path: str, rows: list[_Fields], numbers: list[int],
-              texts: list[bytes] | None, unread: list[tuple[int, str]]) -> Iterator[LogChunk]:
-        if not rows:
-            for number, message in unread:
-                self._bad(path, number, message)
+    def _select(self, batch: _Batch) -> Iterator[LogChunk]:
+        """The filters over a batch of valid rows, then its kept rows into chunks."""
+        if not batch.experiment.size:
             return
-        tables = self.tables
-        columns = list(zip(*rows, strict=True))
-        layout = tables.layout_ids(list(zip(columns[_ORDER], columns[_MULTI],
-                                            columns[_VARIANTS], strict=True)))
-        ident = tables.ident_ids(columns[_IDENT])
-        flags = tables.flag_bits(columns[_FLAGS])
-        tables.build()
-        parsed = _parse(columns, layout, tables)
-        # Reported in line order, whichever check found them.
-        for number, message in sorted(unread + [(numbers[r], m) for r, m in parsed.errors]):
-            self._bad(path, number, message)
-        good = parsed.rows
-        if not good.size:
-            return
-        experiment = tables.ident_experiment[ident[good]]
-        repeated = self.recent.repeated([columns[_EVENT_ID][i] for i in good.tolist()])
-        self._count_experiments(experiment[~repeated])
-        targeted = (flags[good] & 1).astype(bool)
-        default = (flags[good] & 2).astype(bool)
-        keep = self._filter(repeated, experiment, targeted, default, parsed.timestamp)
-        self.stats.default_rewards += int(default[keep].sum())
+        repeated = self.recent.repeated(batch.event_id)
+        self._count_experiments(batch.experiment[~repeated])
+        keep = self._filter(repeated, batch.experiment, batch.targeted,
+                            batch.default_reward, batch.timestamp)
+        self.stats.default_rewards += int(batch.default_reward[keep].sum())
         kept = np.flatnonzero(keep)
         contexts: list[Context | None] | None = None
         lines: list[str] | None = None
-        if texts is not None:
-            kept_texts = [texts[i].decode() for i in good[kept].tolist()]
+        if batch.texts is not None:
+            kept_texts = [text.decode() for text in batch.texts(kept)]
             lines = kept_texts if self.options.lines else None
             if self.options.contexts:
                 contexts = [from_dsjson(t)["context"] for t in kept_texts]
         yield from self.chunk.add(self.stats, _Rows(
-            experiment=experiment[kept], arm_list=tables.arm_list[layout[good[kept]]],
-            action=parsed.action[kept], propensity=parsed.propensity[kept],
-            logged=parsed.logged[kept], offered=parsed.offered[kept],
-            reward=parsed.reward[kept], timestamp=parsed.timestamp[kept],
-            default_reward=default[kept], version=tables.ident_version[ident[good[kept]]],
+            experiment=batch.experiment[kept], arm_list=batch.arm_list[kept],
+            action=batch.action[kept], propensity=batch.propensity[kept],
+            logged=batch.logged[kept], offered=batch.offered[kept],
+            reward=batch.reward[kept], timestamp=batch.timestamp[kept],
+            default_reward=batch.default_reward[kept], version=batch.version[kept],
             contexts=contexts, lines=lines))
 
     def _count_experiments(self, experiment: IntArray) -> None:
         seen = self.stats.experiments
         names = self.tables.experiments.values
         counts = np.bincount(experiment)
-        # First seen first: the order the ids were given.
-        for index in np.flatnonzero(counts).tolist():
+        present = np.flatnonzero(counts)
+        if present.size > 1:  # first counted first, whatever the blocks: by their first row
+            firsts = [int(np.argmax(experiment == e)) for e in present.tolist()]
+            present = present[np.argsort(firsts)]
+        for index in present.tolist():
             seen[names[index]] = seen.get(names[index], 0) + int(counts[index])
         if self.options.experiment is None and len(seen) > 1:
             found = ", ".join(_experiment_name(e) for e in seen)
@@ -474,238 +492,57 @@ class _Reader:
         return keep
 
 
-@dataclass(slots=True)
-class _Parsed:
-    """A block's numeric fields for its good rows (``rows``: their block indices)."""
+def _picker(texts: list[bytes]) -> Callable[[IntArray], list[bytes]]:
+    def pick(kept: IntArray) -> list[bytes]:
+        return [texts[i] for i in kept.tolist()]
 
-    rows: IntArray
-    errors: list[tuple[int, str]]
-    reward: FloatArray
-    propensity: FloatArray
-    timestamp: FloatArray
-    action: IntArray
-    logged: FloatArray
-    offered: BoolArray
+    return pick
 
 
-def _parse(columns: list[tuple[bytes, ...]], layout: IntArray, tables: _Tables) -> _Parsed:
-    """The numeric fields of a block in numpy, and the rows that fail a check."""
-    n = layout.size
-    errors: dict[int, str] = {}
-    sizes = tables.size[layout]
-    for row in np.flatnonzero(tables.broken[layout]).tolist():
-        errors[row] = str(tables.layouts[layout[row]].error)
-    # Counting commas is cheap and catches a p of the wrong length before the arrays
-    # are laid out by it.
-    counts = np.fromiter(map(bytes.count, columns[_P], repeat(b",")), dtype=np.intp,
-                         count=n) + 1
-    for row in np.flatnonzero(counts != sizes).tolist():
-        errors.setdefault(row, f"'p' has {counts[row]} values for the "
-                               f"{sizes[row]} actions in 'a'")
-    if errors:
-        fine = np.ones(n, dtype=bool)
-        fine[list(errors)] = False
-        rows = np.flatnonzero(fine)
-        p_text = b",".join(compress(columns[_P], fine.tolist()))
-    else:
-        rows = np.arange(n)
-        p_text = b",".join(columns[_P])
-    m = rows.size
-    if not m:
-        empty = np.zeros(0)
-        return _Parsed(rows, sorted(errors.items()), empty, empty, empty,
-                       np.zeros(0, dtype=np.intp), np.zeros((0, 0)), np.zeros((0, 0), bool))
-    kinds = layout[rows]
-    sizes = sizes[rows]
-    reward = -_floats(columns[_COST])[rows]
-    propensity = _floats(columns[_PROBABILITY])[rows]
-    action = np.asarray(columns[_ACTION_ID], dtype=np.bytes_).astype(np.intp)[rows]
-    timestamp, bad_times = _timestamps(columns[_TIME])
-    timestamp, bad_times = timestamp[rows], bad_times[rows]
-    p = _floats(p_text.split(b","))
-    # Row-major positions of the p values: the layouts' padded columns, masked by size.
-    present = np.arange(tables.column.shape[1]) < sizes[:, None]
-    row_of = np.broadcast_to(np.arange(m)[:, None], present.shape)[present]
-    column_of = tables.column[kinds][present]
-    id_of = tables.action_id[kinds][present]
-    width = int(tables.width[kinds].max())
-    logged = np.zeros((m, width))
-    logged[row_of, column_of] = p
-    offered = np.zeros((m, width), dtype=bool)
-    offered[row_of, column_of] = True
-    chosen = id_of == action[row_of]
-    chosen_column = np.full(m, -1, dtype=np.intp)
-    chosen_column[row_of[chosen]] = column_of[chosen]
-    chosen_p = np.full(m, np.nan)
-    chosen_p[row_of[chosen]] = p[chosen]
-    starts = np.cumsum(sizes) - sizes
-    totals = np.add.reduceat(p, starts)
-    lowest = np.minimum.reduceat(p, starts)
-    # The checks, in the order a message is chosen: the first failing check names the row.
-    checks: list[tuple[BoolArray, Callable[[int], str]]] = [
-        (bad_times, lambda r: f"Timestamp {columns[_TIME][rows[r]].decode()!r} is not an "
-                              "ISO 8601 UTC time"),
-        (chosen_column < 0, lambda r: f"_label_Action {action[r]} is not one of the "
-                                      f"{sizes[r]} actions in 'a'"),
-        ((lowest < 0) | ~(np.abs(totals - 1.0) <= PMF_TOLERANCE),
-         lambda r: f"'p' is not a probability distribution (sum {totals[r]:.9g}, "
-                   f"smallest {lowest[r]:.9g})"),
-        (~((propensity > 0) & (propensity <= 1)),
-         lambda r: f"_label_probability {float(propensity[r])!r} is not in (0, 1]"),
-        (~(np.abs(propensity - chosen_p) <= PROPENSITY_TOLERANCE),
-         lambda r: f"_label_probability {float(propensity[r])!r} is not the chosen "
-                   f"action's p {float(chosen_p[r])!r}"),
-        (~np.isfinite(reward), lambda r: f"the reward (-_label_cost) {float(reward[r])!r} "
-                                         "is not finite"),
-    ]
-    failing = np.zeros(m, dtype=bool)
-    for mask, message in checks:
-        for r in np.flatnonzero(mask & ~failing).tolist():
-            errors[int(rows[r])] = message(r)
-        failing |= mask
-    if failing.any():
-        keep = ~failing
-        rows = rows[keep]
-        reward, propensity, timestamp = reward[keep], propensity[keep], timestamp[keep]
-        chosen_column, logged, offered = chosen_column[keep], logged[keep], offered[keep]
-    return _Parsed(rows, sorted(errors.items()), reward, propensity, timestamp,
-                   chosen_column, logged, offered)
+class _Lines:
+    """Lines of a file by (decompressed) byte offset, read forward from its blocks."""
 
+    def __init__(self, blocks: Iterator[bytes] | None) -> None:
+        self._blocks = blocks
+        self._start = 0       # the offset of _data[0]
+        self._data = b""
 
-def _floats(values: Iterable[bytes]) -> FloatArray:
-    array = np.asarray(values if isinstance(values, list | tuple) else list(values),
-                       dtype=np.bytes_)
-    return array.astype(np.float64) if array.size else np.zeros(0)
+    def take(self, offsets: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
+             ) -> list[bytes]:
+        """The lines at ``offsets`` (increasing, past every earlier call's) of ``lengths``."""
+        if not offsets.size or self._blocks is None:
+            return []
+        first, end = int(offsets[0]), int(offsets[-1]) + int(lengths[-1])
+        more: list[bytes] = []
+        have = self._start + len(self._data)
+        while have < end:
+            block = next(self._blocks)
+            more.append(block)
+            have += len(block)
+        # From the first line asked for: the lines before it are never asked for again.
+        pieces = [self._data, *more]
+        cut = first - self._start
+        while cut >= len(pieces[0]) and len(pieces) > 1:
+            cut -= len(pieces.pop(0))
+        self._data = b"".join([memoryview(pieces[0])[cut:], *pieces[1:]])
+        self._start = first
+        data = self._data
+        return [data[o:o + n] for o, n in zip((offsets - first).tolist(), lengths.tolist(),
+                                               strict=True)]
 
+    def picker(self, offsets: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
+               ) -> Callable[[IntArray], list[bytes]]:
+        """``take`` of the rows at the given indices of ``offsets``/``lengths``."""
+        def pick(kept: IntArray) -> list[bytes]:
+            return self.take(offsets[kept], lengths[kept])
 
-def _timestamps(values: tuple[bytes, ...]) -> tuple[FloatArray, BoolArray]:
-    """ISO 8601 UTC times (no zone suffix) as Unix seconds, and which ones would not parse."""
-    text = np.asarray(values, dtype=np.bytes_)
-    try:
-        micros = text.astype("datetime64[us]").astype(np.int64)
-        return micros / 1e6, np.zeros(len(values), dtype=bool)
-    except ValueError:  # one bad date (month 13): find it row by row
-        seconds = np.zeros(len(values))
-        bad = np.zeros(len(values), dtype=bool)
-        for row, value in enumerate(text):
-            try:
-                seconds[row] = np.datetime64(value.decode(), "us").astype(np.int64) / 1e6
-            except ValueError:
-                bad[row] = True
-        return seconds, bad
+        return pick
 
-
-def _layout(order: bytes, multi: bytes, variants: bytes) -> _Layout:
-    """Decode and check an (``a``, ``c._multi``, ``variants``) triple."""
-    try:
-        offered = [_arm_name(item) for item in json.loads(multi)]
-        listed = json.loads(variants)
-        arms = tuple(str(v) for v in listed) if listed is not None else tuple(offered)
-    except (ValueError, TypeError, AttributeError) as exc:
-        return _bad_layout(f"not one of our DSJSON lines: c._multi: {exc}")
-    ids = [int(i) for i in order.split(b",")]
-    if sorted(ids) != list(range(1, len(offered) + 1)):
-        return _bad_layout(f"'a' {ids} is not a permutation of the {len(offered)} actions "
-                           "in c._multi")
-    if len(set(arms)) != len(arms):
-        return _bad_layout(f"'variants' lists a variant twice: {list(arms)}")
-    index = {arm: i for i, arm in enumerate(arms)}
-    unknown = [arm for arm in offered if arm not in index]
-    if unknown:
-        return _bad_layout(f"variant {unknown[0]!r} is not one of the experiment's variants "
-                           f"{list(arms)}")
-    if len(set(offered)) != len(offered):
-        return _bad_layout(f"c._multi offers a variant twice: {offered}")
-    return _Layout(arms, [index[offered[i - 1]] for i in ids], ids)
-
-
-def _bad_layout(message: str) -> _Layout:
-    return _Layout((), [], [], message)
-
-
-def _ident(text: bytes) -> tuple[str | None, str | None]:
-    """(experiment, policy version) from the fast path's identity group."""
-    record = json.loads(b"{" + text + b"}")
-    version = record["policy_version"]
-    return record["experiment"], None if version is None else str(version)
-
-
-def _slow_fields(text: bytes) -> _Fields:
-    """Any line JSON can read, re-encoded as the fast path's fields; ``ValueError`` if bad."""
-    try:
-        record = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(record, dict):
-        raise ValueError("not one of our DSJSON lines: not a JSON object")
-    try:
-        context = record.get("c") or {}
-        multi = context["_multi"]
-        experiment = record.get("experiment")
-        version = record.get("policy_version")
-        variants = record.get("variants")
-        _check(isinstance(multi, list), "c._multi is not a list")
-        _check(experiment is None or isinstance(experiment, str), "experiment is not a string")
-        _check(version is None or (isinstance(version, str | int)
-               and not isinstance(version, bool)), "policy_version is not a string")
-        _check(variants is None or (isinstance(variants, list)
-               and all(isinstance(v, str) for v in variants)), "variants is not a string list")
-        order = record["a"]
-        p = record["p"]
-        _check(isinstance(order, list) and bool(order)
-               and all(_is_int(i) for i in order), "'a' is not a list of action ids")
-        _check(isinstance(p, list) and all(_is_number(x) for x in p),
-               "'p' is not a list of numbers")
-        cost, probability, action = (record["_label_cost"], record["_label_probability"],
-                                     record["_label_Action"])
-        _check(_is_number(cost) and _is_number(probability) and _is_int(action),
-               "_label_cost, _label_probability and _label_Action must be numbers")
-        stamp = _utc_iso(record["Timestamp"])
-        event_id = record["EventId"]
-        _check(isinstance(event_id, str), "EventId is not a string")
-        targeted, default = record.get("targeted", False), record.get("default_reward", False)
-        _check(isinstance(targeted, bool) and isinstance(default, bool),
-               "targeted and default_reward must be true or false")
-    except KeyError as exc:
-        raise ValueError(f"not one of our DSJSON lines: no {exc} key") from None
-    except (TypeError, AttributeError) as exc:
-        raise ValueError(f"not one of our DSJSON lines: {exc}") from None
-
-    def dump(value: object) -> bytes:
-        return json.dumps(value, separators=(",", ":")).encode()
-
-    return (repr(float(cost)).encode(), repr(float(probability)).encode(), b"%d" % action,
-            stamp.encode(), dump(event_id), b",".join(b"%d" % i for i in order), dump(multi),
-            b",".join(repr(float(x)).encode() for x in p),
-            b'"experiment":' + dump(experiment) + b',"policy_version":' + dump(version),
-            dump(variants),
-            b'"targeted":' + dump(targeted) + b',"default_reward":' + dump(default))
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(f"not one of our DSJSON lines: {message}")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _utc_iso(value: object) -> str:
-    """A timestamp as the fast path's text: ISO 8601 in UTC, microseconds, no zone."""
-    if not isinstance(value, str):
-        raise ValueError(f"Timestamp {value!r} is not an ISO 8601 time")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"Timestamp {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="microseconds")
+    def finish(self) -> None:
+        if self._blocks is not None:
+            for _ in self._blocks:
+                pass
+        self._data = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -729,7 +566,7 @@ class _Rows:
 class _ChunkBuilder:
     """Collects kept rows into chunks of one experiment and variant list, ``size`` at most."""
 
-    def __init__(self, size: int, tables: _Tables) -> None:
+    def __init__(self, size: int, tables: Tables) -> None:
         self.size = size
         self.tables = tables
         self.key: tuple[int, int] | None = None

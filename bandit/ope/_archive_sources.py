@@ -7,11 +7,17 @@ too; equal names (the same file name in two directories or prefixes) by their
 full path. ``Source.blocks`` streams a file as byte blocks that end on a line
 break, decompressing gzip (``.gz`` suffix or the gzip magic bytes) on the way, so
 memory stays flat whatever the file's size.
+
+An archive file's index (``_index``) is the file beside it named ``<file>.index``;
+directories are searched for archive suffixes only, and globs and S3 prefixes skip
+index files, so an index is never read as data. ``Source.index`` reads it (None when
+there is none) and ``Source.read_range`` reads the byte ranges that check it.
 """
 
 from __future__ import annotations
 
 import glob
+import mmap
 import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +30,9 @@ from .._errors import EvaluationError
 
 ARCHIVE_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 """The file names a directory is searched for (an explicit file or S3 key may have any name)."""
+
+INDEX_SUFFIX = ".index"
+"""The suffix of an archive file's index: ``churn-20240501T120000-000001.json.index``."""
 
 READ_BYTES = 4 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -42,11 +51,14 @@ class _Readable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One archive file: its name as shown to the user, its stored size, how to open it."""
+    """One archive file: its name as shown to the user, its stored size, how to open it,
+    how to read a byte range of it and its index (None: it has none)."""
 
     name: str
     size: int
     opener: Callable[[], _Readable]
+    ranger: Callable[[int, int], bytes]
+    indexer: Callable[[], bytes | mmap.mmap | None]
 
     def blocks(self, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
         """The file's (decompressed) bytes as blocks of whole lines; the last ends with ``\\n``.
@@ -55,13 +67,27 @@ class Source:
         """
         stream = self.opener()
         try:
-            raw = _read(stream, progress)
-            first = next(raw, b"")
-            gzipped = self.name.endswith(".gz") or first.startswith(_GZIP_MAGIC)
-            data = _prepend(first, raw)
-            yield from _whole_lines(_gunzip(data, self.name) if gzipped else data)
+            yield from line_blocks(_read(stream, progress), self.name)
         finally:
             stream.close()
+
+    def read_range(self, start: int, size: int) -> bytes:
+        """``size`` stored bytes from ``start`` (fewer at the end of the file)."""
+        return self.ranger(start, size)
+
+    def index(self) -> bytes | mmap.mmap | None:
+        """The file's index as stored (bytes, or mapped), or None when it has none."""
+        return self.indexer()
+
+
+def line_blocks(stored: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """Stored bytes (gzip: ``.gz`` in ``name`` or the magic bytes) as blocks of whole lines,
+    decompressed; the last block ends with ``\\n``."""
+    raw = iter(stored)
+    first = next(raw, b"")
+    gzipped = name.endswith(".gz") or first.startswith(_GZIP_MAGIC)
+    data = _prepend(first, raw)
+    yield from _whole_lines(_gunzip(data, name) if gzipped else data)
 
 
 def _read(stream: _Readable, progress: Callable[[int], None] | None) -> Iterator[bytes]:
@@ -138,6 +164,8 @@ def _base_name(name: str) -> str:
 def _local_sources(text: str) -> list[Source]:
     path = Path(text)
     if path.is_file():
+        if text.endswith(INDEX_SUFFIX):
+            raise ArchiveError(f"{text}: an archive file's index, not an archive file")
         return [_file_source(path)]
     if path.is_dir():
         files = _directory_files(path)
@@ -154,7 +182,7 @@ def _local_sources(text: str) -> list[Source]:
             matched = Path(match)
             if matched.is_dir():
                 sources += [_file_source(f) for f in _directory_files(matched)]
-            elif matched.is_file():
+            elif matched.is_file() and not match.endswith(INDEX_SUFFIX):
                 sources.append(_file_source(matched))
         if not sources:
             raise ArchiveError(f"{text}: the pattern matches no archive file")
@@ -184,7 +212,23 @@ def _file_source(path: Path) -> Source:
         except OSError as exc:
             raise ArchiveError(f"{path}: cannot open: {exc.strerror or exc}") from None
 
-    return Source(str(path), path.stat().st_size, opener)
+    def ranger(start: int, size: int) -> bytes:
+        with opener() as stream:
+            stream.seek(start)
+            return stream.read(size)
+
+    def indexer() -> bytes | mmap.mmap | None:
+        try:
+            with open(f"{path}{INDEX_SUFFIX}", "rb") as file:
+                # Mapped, not copied: the columns are views of the page cache. Indexes are
+                # written whole under a temporary name, then renamed: never changed in place.
+                if os.fstat(file.fileno()).st_size == 0:
+                    return b""
+                return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except FileNotFoundError:
+            return None
+
+    return Source(str(path), path.stat().st_size, opener, ranger, indexer)
 
 
 def _default_s3_client() -> Any:
@@ -204,30 +248,53 @@ def _s3_sources(url: str, client: Any) -> list[Source]:
     prefix = parts.path.strip("/")
     # A prefix is a folder, as the archiver writes it: s3://b/runs is not s3://b/runs2.
     prefix = f"{prefix}/" if prefix else ""
-    sources: list[Source] = []
+    sizes: dict[str, int] = {}
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
                                                                       Prefix=prefix):
             for item in page.get("Contents", []):
                 key = str(item["Key"])
                 if not key.endswith("/"):  # folder markers
-                    sources.append(Source(f"s3://{bucket}/{key}", int(item["Size"]),
-                                          _s3_opener(client, bucket, key)))
+                    sizes[key] = int(item["Size"])
     except (BotoCoreError, ClientError) as exc:
         raise ArchiveError(f"{url}: cannot list the objects: {exc}") from None
+    # The index of each key, when listed beside it: never read as data.
+    sources = [_s3_source(client, bucket, key, size, key + INDEX_SUFFIX in sizes)
+               for key, size in sizes.items() if not key.endswith(INDEX_SUFFIX)]
     if not sources:
         raise ArchiveError(f"{url}: no objects under this prefix")
     return sources
 
 
-def _s3_opener(client: Any, bucket: str, key: str) -> Callable[[], _Readable]:
-    def opener() -> _Readable:
+def _s3_source(client: Any, bucket: str, key: str, size: int, indexed: bool) -> Source:
+    def get(name: str, **options: str) -> _Readable:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            body: _Readable = client.get_object(Bucket=bucket, Key=key)["Body"]
+            body: _Readable = client.get_object(Bucket=bucket, Key=name, **options)["Body"]
         except (BotoCoreError, ClientError) as exc:
-            raise ArchiveError(f"s3://{bucket}/{key}: cannot read: {exc}") from None
+            raise ArchiveError(f"s3://{bucket}/{name}: cannot read: {exc}") from None
         return body
 
-    return opener
+    def opener() -> _Readable:
+        return get(key)
+
+    def ranger(start: int, length: int) -> bytes:
+        if length <= 0 or start >= size:
+            return b""
+        body = get(key, Range=f"bytes={start}-{min(start + length, size) - 1}")
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    def indexer() -> bytes | None:
+        if not indexed:
+            return None
+        body = get(key + INDEX_SUFFIX)
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    return Source(f"s3://{bucket}/{key}", size, opener, ranger, indexer)

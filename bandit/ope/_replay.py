@@ -86,6 +86,7 @@ class ReplayResult:
         document: dict[str, Any] = {"experiment": self.experiment}
         if stats is not None:
             document["archive"] = {"paths": list(paths), "files": stats.files,
+                                   "indexed_files": stats.indexed_files,
                                    "lines": stats.lines, "events": stats.events}
         document["baseline"] = {"name": "logging policy", **interval_json(self.baseline)}
         document["candidates"] = candidates

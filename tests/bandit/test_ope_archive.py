@@ -414,6 +414,10 @@ def test_generated_archive_reads_back_with_the_intended_shares(tmp_path: Path) -
     chunks = list(archive)
     stats = archive.stats
     assert stats.bad_lines == 0 and stats.lines == n
+    # Each file carries the archiver's index, and reading through it changes nothing.
+    assert stats.indexed_files == len(files)
+    parsed = list(read_archive(tmp_path, experiment=data.EXPERIMENT, use_index=False))
+    assert chunk_rows(parsed) == chunk_rows(chunks)
     # Binomial shares: 4 standard deviations of slack at n = 40,000.
     assert stats.excluded["targeted"] / n == pytest.approx(data.TARGETED_SHARE, abs=0.002)
     assert stats.default_rewards / stats.events == pytest.approx(
@@ -431,7 +435,7 @@ def test_generated_archive_reads_back_with_the_intended_shares(tmp_path: Path) -
 
 def test_to_dsjson_lines_take_the_fast_path() -> None:
     """Speed rests on this: every line our writer makes matches the one-regex layout."""
-    from bandit.ope._archive import _LINE
+    from bandit.ope._archive_parse import _LINE
 
     events = [*varied_events(), event(9, context=None), event(10, context={"l": [1]}),
               event(11, experiment=None, policy_version=None)]

@@ -214,8 +214,9 @@ def test_live_demo_ends_with_the_replay_of_its_archive(
 ) -> None:
     assert live_run.returncode == 0, live_run.stderr
     out = _flat(live_run.stdout)
-    assert sorted(path.suffix for path in live_archive.iterdir()) == [".json"] * len(
-        list(live_archive.iterdir())) != []
+    names = sorted(path.name for path in live_archive.iterdir())
+    data = [name for name in names if name.endswith(".json")]
+    assert data and names == sorted(data + [f"{name}.index" for name in data])  # each indexed
     line = out.split("replay of this run's archive (")[1]
     assert line.startswith("400 decisions")
     gain = float(line.split("the bandit earned ")[1].split()[0])

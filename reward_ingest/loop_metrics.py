@@ -15,8 +15,9 @@
   and only after its first publication);
 - ``bandit_ingest_weight_pushes_total{experiment, outcome}``: ``pushed``, ``failed``,
   ``skipped_status`` (endpoint not InService), ``skipped_unchanged`` (nothing moves);
-- ``bandit_ingest_archive_files_total``, ``_bytes_total``, ``_write_errors_total``
-  and ``bandit_ingest_archive_pending_events``: the archiver's counters.
+- ``bandit_ingest_archive_files_total``, ``_bytes_total``, ``_write_errors_total``,
+  ``_indexes_total``, ``_index_errors_total`` and ``bandit_ingest_archive_pending_events``:
+  the archiver's counters.
 
 Gauges that need the store are sampled by ``LoopSampler`` every ``interval_s``; the
 rest are read at scrape time from the running parts (``LoopState``).
@@ -96,7 +97,11 @@ class _Scraped(Collector):
                  archived.events),
                 ("bandit_ingest_archive_bytes", "Bytes written to archive files", archived.bytes),
                 ("bandit_ingest_archive_write_errors", "Archive file writes that failed "
-                 "(each is retried)", archived.write_errors)):
+                 "(each is retried)", archived.write_errors),
+                ("bandit_ingest_archive_indexes", "Indexes written beside archive files",
+                 archived.indexes),
+                ("bandit_ingest_archive_index_errors", "Archive files left without an index "
+                 "(replay parses them instead)", archived.index_errors)):
             family = CounterMetricFamily(metric, help_text)
             family.add_metric((), value)
             yield family

@@ -106,6 +106,7 @@ def test_the_loop_counters_move(scrapes: dict[str, str]) -> None:
                 and _value(s, "bandit_ingest_weight_pushes_total", experiment="obs",
                            outcome="failed") >= 1
                 and _value(s, "bandit_ingest_archive_files_total") >= 1
+                and _value(s, "bandit_ingest_archive_indexes_total") >= 1
                 and _value(s, "bandit_ingest_learner_lag_events", experiment="obs") == 0)
 
     wait_for(settled, 20.0, interval=0.1, message=lambda: httpx.get(f"{ingest}/metrics").text)
@@ -125,6 +126,7 @@ def test_the_loop_counters_move(scrapes: dict[str, str]) -> None:
     assert 0 <= _value(s, "bandit_ingest_snapshot_age_seconds", experiment="obs") < 60
     assert _value(s, "bandit_ingest_archive_events_total") >= 7
     assert _value(s, "bandit_ingest_archive_bytes_total") > 0
+    assert _value(s, "bandit_ingest_archive_index_errors_total") == 0
     assert _value(s, "bandit_build_info", version="0.1.0", python=__import__(
         "platform").python_version()) == 1
     assert ("bandit_redis_errors_total", frozenset({("component", "joiner")})) in s

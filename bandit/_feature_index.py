@@ -22,16 +22,12 @@ and time stay bounded whatever the cardinality of the callers' features.
 
 from __future__ import annotations
 
-import numbers
 import zlib
-from collections.abc import Iterable, Mapping
-from typing import Any
-
-import numpy as np
+from collections.abc import Iterable
 
 from ._errors import ContextError
 from ._types import Context
-from ._vw_features import MAX_DEPTH, MAX_MAGNITUDE, escape
+from ._vw_features import MAX_MAGNITUDE, Feature, bad_number, escape, flatten_value
 
 BIAS = "\x00bias"  # not a feature name any context can produce (escape encodes \x00)
 _NAME_CACHE_LIMIT = 4096
@@ -71,7 +67,7 @@ class FeatureIndex:
         if not context:
             return columns, values
         keys = self._keys
-        # The common flat shapes stay on this loop; the rest goes through _add_value.
+        # The common flat shapes stay on this loop; the rest goes through flatten_value.
         for key, value in context.items():
             name = keys.get(key)
             if name is None:
@@ -79,7 +75,7 @@ class FeatureIndex:
             kind = type(value)
             if kind is float or kind is int:
                 if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
-                    raise _bad_number(key, value)
+                    raise bad_number(key, value)
                 self._put(name, float(value), columns, values, grow)
             elif kind is str:
                 self._put(f"{name}={escape(value)}", 1.0, columns, values, grow)
@@ -87,10 +83,11 @@ class FeatureIndex:
                 if value:
                     self._put(name, 1.0, columns, values, grow)
             elif value is not None:
-                pairs: list[tuple[str, float]] = []
-                _add_value(pairs, name, key, value, 1)
+                pairs: list[Feature] = []
+                flatten_value(pairs, name, key, value, 1)
                 for feature, number in pairs:
-                    self._put(feature, number, columns, values, grow)
+                    self._put(feature, 1.0 if number is None else number, columns, values,
+                              grow)
         return columns, values
 
     def _put(self, name: str, value: float, columns: list[int], values: list[float],
@@ -128,40 +125,3 @@ class FeatureIndex:
             self._keys.clear()
         self._keys[key] = name
         return name
-
-
-def _add_value(pairs: list[tuple[str, float]], name: str, path: str, value: Any,
-               depth: int) -> None:
-    """The slow path: numpy numbers and bools, nested mappings, refusals."""
-    if value is None:
-        return
-    if isinstance(value, bool | np.bool_):
-        if value:
-            pairs.append((name, 1.0))
-    elif isinstance(value, str):
-        pairs.append((f"{name}={escape(value)}", 1.0))
-    elif isinstance(value, numbers.Real):
-        try:
-            number = float(value)
-        except OverflowError:  # an int beyond any float
-            raise _bad_number(path, value) from None
-        if not -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE:
-            raise _bad_number(path, value)
-        pairs.append((name, number))
-    elif isinstance(value, Mapping):
-        if depth >= MAX_DEPTH:
-            raise ContextError(f"context key {path!r}: nested deeper than {MAX_DEPTH} levels")
-        for key, inner in value.items():
-            if not isinstance(key, str) or not key:
-                raise ContextError(f"context key {path!r}: keys must be non-empty strings, "
-                                   f"got {key!r}")
-            _add_value(pairs, f"{name}.{escape(key)}", f"{path}.{key}", inner, depth + 1)
-    else:
-        raise ContextError(f"context key {path!r}: a {type(value).__name__} cannot be a "
-                           "feature (use numbers, strings, bools or nested objects)")
-
-
-def _bad_number(path: str, value: object) -> ContextError:
-    return ContextError(f"context key {path!r}: numbers must be finite and within "
-                        f"±{MAX_MAGNITUDE:g}, got {value!r}")
-

@@ -105,7 +105,7 @@ class FeatureEncoder:
             kind = type(value)
             if kind is float or kind is int:
                 if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
-                    raise _bad_number(key, value)
+                    raise bad_number(key, value)
                 tokens.append(f"{name}:{value:.9g}")
             elif kind is str:
                 tokens.append(f"{name}={escape(value)}")
@@ -127,22 +127,39 @@ class FeatureEncoder:
 
 
 def _add_value(tokens: list[str], name: str, path: str, value: Any, depth: int) -> None:
-    """The slow path: number and bool look-alikes (numpy), nested mappings, refusals."""
+    """The slow path (see ``flatten_value``), as VW tokens."""
+    pairs: list[Feature] = []
+    flatten_value(pairs, name, path, value, depth)
+    tokens.extend(feature if number is None else f"{feature}:{number:.9g}"
+                  for feature, number in pairs)
+
+
+Feature = tuple[str, float | None]
+"""A feature's escaped name and its value; None for a one-hot string feature (``name=value``)."""
+
+
+def flatten_value(pairs: list[Feature], name: str, path: str, value: Any, depth: int) -> None:
+    """Append the features of one context value (any shape above) to ``pairs``.
+
+    The one definition of what a value means, shared by every contextual policy type:
+    numpy numbers and bools, nested mappings, and the refusals (``ContextError``
+    naming the key by its ``path``).
+    """
     if value is None:
         return
     if isinstance(value, bool | np.bool_):
         if value:
-            tokens.append(f"{name}:1")
+            pairs.append((name, 1.0))
     elif isinstance(value, str):
-        tokens.append(f"{name}={escape(value)}")
+        pairs.append((f"{name}={escape(value)}", None))
     elif isinstance(value, numbers.Real):
         try:
             number = float(value)
         except OverflowError:  # an int beyond any float
-            raise _bad_number(path, value) from None
+            raise bad_number(path, value) from None
         if not -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE:
-            raise _bad_number(path, value)
-        tokens.append(f"{name}:{number:.9g}")
+            raise bad_number(path, value)
+        pairs.append((name, number))
     elif isinstance(value, Mapping):
         if depth >= MAX_DEPTH:
             raise ContextError(f"context key {path!r}: nested deeper than {MAX_DEPTH} levels")
@@ -150,12 +167,13 @@ def _add_value(tokens: list[str], name: str, path: str, value: Any, depth: int) 
             if not isinstance(key, str) or not key:
                 raise ContextError(f"context key {path!r}: keys must be non-empty strings, "
                                    f"got {key!r}")
-            _add_value(tokens, f"{name}.{escape(key)}", f"{path}.{key}", inner, depth + 1)
+            flatten_value(pairs, f"{name}.{escape(key)}", f"{path}.{key}", inner, depth + 1)
     else:
         raise ContextError(f"context key {path!r}: a {type(value).__name__} cannot be a "
                            "feature (use numbers, strings, bools or nested objects)")
 
 
-def _bad_number(path: str, value: object) -> ContextError:
+def bad_number(path: str, value: object) -> ContextError:
+    """The refusal of a number that is not finite or is too large for VW's float32."""
     return ContextError(f"context key {path!r}: numbers must be finite and within "
                         f"±{MAX_MAGNITUDE:g}, got {value!r}")

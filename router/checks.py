@@ -27,6 +27,8 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from bandit._chi2 import chi2_survival
+
 Z95 = 1.959963984540054
 
 # Thresholds (docs/observability.md, "Dashboard warnings").
@@ -70,45 +72,7 @@ class ExperimentWarning(BaseModel):
     variant: str | None = Field(default=None, description="The variant concerned, if one")
 
 
-# -- chi-square ---------------------------------------------------------------------
-
-
-def chi2_sf(statistic: float, df: int) -> float:
-    """P(χ²_df ≥ statistic): the regularized upper incomplete gamma Q(df/2, statistic/2)."""
-    if df <= 0:
-        raise ValueError("df must be positive")
-    if statistic <= 0.0:
-        return 1.0
-    a, x = df / 2.0, statistic / 2.0
-    log_prefix = a * math.log(x) - x - math.lgamma(a)
-    if x < a + 1.0:  # the series of P converges fast here
-        term = total = 1.0 / a
-        k = a
-        for _ in range(10_000):
-            k += 1.0
-            term *= x / k
-            total += term
-            if abs(term) < abs(total) * 1e-15:
-                break
-        return max(0.0, 1.0 - total * math.exp(log_prefix))
-    # Q by its continued fraction (modified Lentz).
-    tiny = 1e-300
-    b = x + 1.0 - a
-    c, d = 1.0 / tiny, 1.0 / b
-    h = d
-    for i in range(1, 10_000):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return min(1.0, math.exp(log_prefix) * h)
+# -- the sample-ratio check ---------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +100,7 @@ def sample_ratio(counts: Mapping[str, float], expected: Mapping[str, float]
         return None
     statistic = sum((counts.get(v, 0.0) - expected[v]) ** 2 / expected[v] for v in offered)
     df = len(offered) - 1
-    return SampleRatio(statistic, df, chi2_sf(statistic, df), dict(expected))
+    return SampleRatio(statistic, df, chi2_survival(statistic, df), dict(expected))
 
 
 # -- comparisons ---------------------------------------------------------------------

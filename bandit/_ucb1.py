@@ -38,7 +38,7 @@ class UCB1Policy(ContextFreePolicy):
         return cls(arms, floor=floor, seed=seed, discount=discount,
                    params={"alpha": alpha, **read_change_detection(reader)})
 
-    def _preferences(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
+    def _weights(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
         index = [self._arms.index(arm) for arm in offered]
         n = self.stats.n[index]
         total = float(self.stats.n.sum())

@@ -36,7 +36,7 @@ class UCB1Policy(ContextFreePolicy):
         alpha = reader.number("alpha", 1.0, low=0.0)
         discount = read_discount(reader)
         return cls(arms, floor=floor, seed=seed, discount=discount,
-                   params={"alpha": alpha, **read_change_detection(reader)})
+                   params={"alpha": alpha, **read_change_detection(reader, restart="arm")})
 
     def _weights(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
         index = [self._arms.index(arm) for arm in offered]

@@ -152,3 +152,11 @@ def test_drifting_problem_interpolates_between_knots() -> None:
         DriftingProblem([(0, [0.3]), (10, [0.4]), (10, [0.5])])
     with pytest.raises(ValueError, match="2 means for 1 arms"):
         DriftingProblem([(0, [0.3]), (10, [0.4, 0.5])])
+
+
+@pytest.mark.parametrize(("type_", "restart"), [("thompson", "all"), ("epsilon_greedy", "all"),
+                                                ("ucb1", "arm")])
+def test_each_type_has_its_restart_default_and_no_exploration(type_: str, restart: str) -> None:
+    policy = make_policy({"type": type_, "change_detection": {}}, ARMS)
+    config = policy.params["change_detection"]  # type: ignore[attr-defined]
+    assert (config["restart"], config["explore"]) == (restart, 0.0)

@@ -52,6 +52,12 @@ class ArmStatistics:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.n > 0, self.total / self.n, np.nan)
 
+    def reset(self, indices: Sequence[int]) -> None:
+        """Forget these arms' statistics (back to no data)."""
+        self.n[list(indices)] = 0.0
+        self.total[list(indices)] = 0.0
+        self.total_sq[list(indices)] = 0.0
+
     def append(self) -> None:
         self.n = np.append(self.n, 0.0)
         self.total = np.append(self.total, 0.0)

@@ -8,17 +8,19 @@ from typing import Any, Self
 from ._arm_stats import ArmStatistics
 from ._change_detection import ChangeDetector
 from ._errors import FeedbackError
-from ._policy import Policy
-from ._types import Arm, Feedback
+from ._policy import FloatArray, Policy, normalise
+from ._types import Arm, Context, Feedback
 
 
 class ContextFreePolicy(Policy):
     """A policy whose state is ``ArmStatistics`` plus a few parameters.
 
     Subclasses keep their parameters in ``params`` (JSON-ready) and implement
-    ``_preferences``; learning, arm changes and snapshots live here. With
+    ``_weights``; learning, arm changes and snapshots live here. With
     ``params["change_detection"]`` set, a ``ChangeDetector`` watches every arm's
-    rewards and a detected change restarts the policy (all statistics cleared).
+    rewards, a detected change clears the statistics of the arm that changed (or
+    of every arm, per its ``restart``), and its ``explore`` rate is mixed into
+    the probabilities.
     """
 
     def __init__(
@@ -40,8 +42,21 @@ class ContextFreePolicy(Policy):
 
     @property
     def restarts(self) -> int:
-        """How many times a detected change restarted the policy (0 without detection)."""
+        """How many detected changes restarted arms (0 without detection)."""
         return 0 if self.detector is None else self.detector.restarts
+
+    def _preferences(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
+        shares = normalise(self._weights(context, offered))
+        explore = 0.0 if self.detector is None else self.detector.explore
+        if explore <= 0.0:
+            return shares
+        # Forced exploration keeps every arm observed, so the detector also
+        # sees arms the policy itself has stopped playing.
+        return (1.0 - explore) * shares + explore / len(offered)
+
+    def _weights(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
+        """Non-negative weights, one per offered arm (in order); need not sum to 1."""
+        raise NotImplementedError
 
     def _validate_params(self) -> None:
         """Hook: check ``params`` on construction and restore."""
@@ -68,9 +83,9 @@ class ContextFreePolicy(Policy):
         for item in batch:
             detector.observe(index[item.arm], item.reward)
             touched.add(index[item.arm])
-        if detector.changed(touched):
-            self.stats = ArmStatistics(len(self._arms), self.stats.discount)
-            detector.restart()
+        alarms = detector.changed(touched)
+        if alarms:
+            self.stats.reset(detector.forget(alarms))
 
     def _on_add_arm(self, arm: Arm) -> None:
         self.stats.append()

@@ -42,7 +42,7 @@ class EpsilonGreedyPolicy(ContextFreePolicy):
         decay = float(self.params["decay"])
         return epsilon / (1.0 + decay * float(self.stats.n.sum()))
 
-    def _preferences(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
+    def _weights(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
         index = [self._arms.index(arm) for arm in offered]
         greedy = top_share(self.stats.mean()[index])
         epsilon = self.current_epsilon()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -73,6 +74,50 @@ class BernoulliProblem:
     def means(self, t: int, context: Context | None = None) -> FloatArray:
         """The means in force at step ``t`` (read-only)."""
         return self._schedule[bisect.bisect_right(self._starts, t) - 1]
+
+    def reward(
+        self, t: int, context: Context | None, arm_index: int, rng: np.random.Generator
+    ) -> float:
+        return 1.0 if rng.random() < self.means(t)[arm_index] else 0.0
+
+
+class DriftingProblem:
+    """Context-free 0/1 arms whose means move linearly between ``knots``.
+
+    ``knots=[(step, means), ...]`` (steps strictly increasing, the first 0): at
+    a knot's step the means are the knot's, between two knots they move in a
+    straight line, after the last knot they stay. Two knots one step apart make
+    an abrupt switch; knots far apart a gradual drift. Each reward uses one
+    uniform draw (``u < mean``), as in ``BernoulliProblem``.
+    """
+
+    def __init__(self, knots: Sequence[tuple[int, Sequence[float]]], *,
+                 arms: Sequence[str] | None = None) -> None:
+        if not knots or knots[0][0] != 0:
+            raise ValueError("the first knot must be at step 0")
+        first = _check_means(knots[0][1], None, "knot at step 0")
+        steps = [step for step, _ in knots]
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"knot steps must increase strictly, got {steps}")
+        if arms is None:
+            arms = [f"arm{i}" for i in range(first.size)]
+        _check_arms(arms, first.size)
+        self._arms = tuple(arms)
+        self._steps = np.array(steps, dtype=np.float64)
+        self._means = np.stack([_check_means(means, first.size, f"knot at step {step}")
+                                for step, means in knots])
+
+    @property
+    def arms(self) -> tuple[Arm, ...]:
+        return self._arms
+
+    def context(self, t: int, rng: np.random.Generator) -> dict[str, float] | None:
+        """Always None: these arms ignore context."""
+        return None
+
+    def means(self, t: int, context: Context | None = None) -> FloatArray:
+        """The means at step ``t``, interpolated between the knots around it."""
+        return np.array([np.interp(t, self._steps, column) for column in self._means.T])
 
     def reward(
         self, t: int, context: Context | None, arm_index: int, rng: np.random.Generator

@@ -85,7 +85,7 @@ class ThompsonPolicy(ContextFreePolicy):
                 f"{feedback.arm!r}; use family: gaussian for other ranges"
             )
 
-    def _preferences(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
+    def _weights(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
         if len(offered) == 1:
             return np.ones(1)
         index = [self._arms.index(arm) for arm in offered]

@@ -36,9 +36,9 @@ class UCB1Policy(ContextFreePolicy):
         alpha = reader.number("alpha", 1.0, low=0.0)
         discount = read_discount(reader)
         return cls(arms, floor=floor, seed=seed, discount=discount,
-                   params={"alpha": alpha, **read_change_detection(reader)})
+                   params={"alpha": alpha, **read_change_detection(reader, restart="arm")})
 
-    def _preferences(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
+    def _weights(self, context: Context | None, offered: tuple[Arm, ...]) -> FloatArray:
         index = [self._arms.index(arm) for arm in offered]
         n = self.stats.n[index]
         total = float(self.stats.n.sum())

@@ -13,13 +13,20 @@ Used by the tests, the demo and the benchmarks; pure (no I/O, no clock).
 policies learning side by side advances their simulations in turns instead.
 """
 
-from ._problems import BernoulliProblem, CategoricalProblem, ContextualProblem, Problem
+from ._problems import (
+    BernoulliProblem,
+    CategoricalProblem,
+    ContextualProblem,
+    DriftingProblem,
+    Problem,
+)
 from ._simulation import Progress, RunResult, Simulation, run
 
 __all__ = [
     "BernoulliProblem",
     "CategoricalProblem",
     "ContextualProblem",
+    "DriftingProblem",
     "Problem",
     "Progress",
     "RunResult",

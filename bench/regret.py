@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/regret.py            # the full run (minutes on 2 cores)
     .venv/bin/python bench/regret.py --quick    # a smoke run (≈ 5 s)
+    .venv/bin/python bench/regret.py --cases drift            # the drift suite
+    .venv/bin/python bench/regret.py --cases drift --quick    # its smoke run
 
 Every policy, ours or a reference, runs through ``bandit.sim.run``: for a given
 seed the same contexts, the same choice uniforms and, arm for arm, the same
@@ -42,13 +44,34 @@ Cases (the means are part of the contract of this benchmark):
 - ``categorical``: ``CategoricalProblem(n_arms=4, seed=0)`` (country, device, plan
   and a bool: one-hot features only), T = 10,000.
 
+The drift suite (``--cases drift``; ``--cases all`` runs both sets), T = 20,000,
+for K = 2, 3, 5 with means 0.3 / 0.5, 0.3 / 0.5 / 0.4 and 0.3 / 0.5 / 0.4 /
+0.35 / 0.45 (arm 0 the worst, arm 1 the best), cases ``drift-k{K}-{shape}``:
+
+- ``best-worse``: arm 1 drops to 0.2 at T/2.
+- ``abandoned-small`` / ``abandoned-large``: arm 0, abandoned early, rises to
+  0.6 / 0.8 at T/2 (the best by 0.1 / 0.3).
+- ``two-switches``: arm 0 rises to 0.7 at T/3 and falls back to 0.3 at 2T/3.
+- ``gradual``: arm 0 rises in a straight line from 0.3 to 0.7 over T/4 to
+  3T/4 (``DriftingProblem``), passing arm 1 at T/2.
+- ``stationary``: no change, to show what false alarms and exploration cost.
+
+Its contenders: our thompson with change detection at its defaults and with
+other ``explore`` / ``restart`` settings, with ``discount`` 0.998 and plain; our
+ucb1 with and without change detection; mabwiser's UCB1 and Thompson; and the
+oracle-restart reference, our thompson rebuilt from scratch at each true change
+step (for ``gradual``, at T/2).
+
 Budgets (this benchmark's own; the speed budgets are in bench/README.md): our thompson ≤ 1.1 ×
 mabwiser's Thompson regret on k2-close, k5 and delay; our change-detecting thompson
 and our discounted thompson each ≤ 1.0 × mabwiser's UCB1 regret on switch; each of
 our VW policies' mean reward within 1 % of VW run directly with the same flags;
 our ``squarecb`` (numpy, no VW) on both contextual cases at most 0.01 below the mean
 reward of VW's ``--squarecb`` run directly with the same interactions (``-q sa``);
-earning more passes.
+earning more passes. In the drift suite, the change-detecting thompson ≤ 0.8 ×
+mabwiser's UCB1 regret on every abrupt case (``best-worse``, ``abandoned-*``,
+``two-switches``) and ≤ 1.05 × our plain thompson's on every ``stationary`` case,
+checked on the defaults and on each other change-detecting setting.
 """
 
 from __future__ import annotations
@@ -69,7 +92,15 @@ import vowpalwabbit
 from mabwiser.mab import MAB, LearningPolicy
 
 from bandit import Feedback, Policy, make_policy
-from bandit.sim import BernoulliProblem, CategoricalProblem, ContextualProblem, Problem, run
+from bandit._change_detection import DEFAULT_EXPLORE
+from bandit.sim import (
+    BernoulliProblem,
+    CategoricalProblem,
+    ContextualProblem,
+    DriftingProblem,
+    Problem,
+    run,
+)
 
 K5_MEANS = (0.30, 0.35, 0.40, 0.45, 0.50)
 SWITCH_DISCOUNT = 0.998
@@ -143,13 +174,40 @@ class VWReference:
                 item.probability))
 
 
+class OracleRestart:
+    """Our policy, rebuilt from scratch at the true change steps: what a perfect,
+    instant change detector would do (the oracle-restart reference).
+
+    ``run`` asks for probabilities once per step, so the calls count the steps.
+    Feedback from before a change still in the current batch (< ``--batch``
+    events) reaches the rebuilt policy, as it would after a real restart.
+    """
+
+    def __init__(self, arms: Sequence[str], spec: dict[str, Any], changes: Sequence[int],
+                 seed: int) -> None:
+        self.arms = tuple(arms)
+        self._spec, self._seed, self._changes = spec, seed, frozenset(changes)
+        self._policy = make_policy(spec, arms, seed=seed)
+        self._step = 0
+
+    def probabilities(self, context: Any = None, eligible: Any = None) -> dict[str, float]:
+        if self._step in self._changes:
+            self._policy = make_policy(self._spec, self.arms, seed=self._seed)
+        self._step += 1
+        return self._policy.probabilities(context, eligible)
+
+    def update(self, feedback: Iterable[Feedback]) -> None:
+        self._policy.update(feedback)
+
+
 @dataclass(frozen=True, slots=True)
 class Contender:
     """One policy in a case: ours (a ``make_policy`` spec) or a reference.
 
     ``source`` is ``ours``, ``mabwiser`` (``spec`` = the LearningPolicy's name
-    and keyword arguments) or ``vw`` (``spec`` = the spec of our VW policy whose
-    arguments VW is run with).
+    and keyword arguments), ``vw`` (``spec`` = the spec of our VW policy whose
+    arguments VW is run with) or ``oracle`` (our policy of ``spec``, rebuilt
+    from scratch at each of the case's true change steps).
     """
 
     label: str
@@ -160,9 +218,11 @@ class Contender:
     def is_reference(self) -> bool:
         return self.source != "ours"
 
-    def build(self, arms: Sequence[str], seed: int) -> SimPolicy:
+    def build(self, arms: Sequence[str], seed: int, changes: Sequence[int] = ()) -> SimPolicy:
         if self.source == "ours":
             return make_policy(self.spec, arms, seed=seed)
+        if self.source == "oracle":
+            return OracleRestart(arms, self.spec, changes, seed)
         if self.source == "mabwiser":
             learning_policy = getattr(LearningPolicy, self.spec["policy"])(**self.spec["args"])
             return MabwiserReference(arms, learning_policy, seed)
@@ -202,6 +262,33 @@ SWITCHING = (
     mabwiser("mabwiser UCB1 (α 1)", "UCB1", alpha=1.0),
 )
 
+# The drift suite's contenders: ours with and without change detection and
+# discount, mabwiser's UCB1 and Thompson, and the oracle-restart reference. The
+# rows that vary ``explore`` and ``restart`` show what the defaults trade.
+ORACLE = "oracle restart (thompson)"
+MABWISER_UCB1 = "mabwiser UCB1 (α 1)"
+DRIFT_EXPLORE = tuple(a for a in (0.0, 0.01, 0.03) if a != DEFAULT_EXPLORE)
+DRIFTING = (
+    ours(CHANGE_DETECTING, type="thompson", change_detection={}),
+    *(ours(f"ours thompson, change detection, explore {a:g}", type="thompson",
+           change_detection={"explore": a}) for a in DRIFT_EXPLORE),
+    ours("ours thompson, change detection, restart arm", type="thompson",
+         change_detection={"restart": "arm"}),
+    ours(f"ours thompson, discount {SWITCH_DISCOUNT}", type="thompson",
+         discount=SWITCH_DISCOUNT),
+    ours("ours thompson", type="thompson"),
+    ours("ours ucb1 (α 1), change detection", type="ucb1", alpha=1.0, change_detection={}),
+    ours("ours ucb1 (α 1), change detection, restart all", type="ucb1", alpha=1.0,
+         change_detection={"restart": "all"}),
+    ours("ours ucb1 (α 1)", type="ucb1", alpha=1.0),
+    mabwiser("mabwiser ThompsonSampling", "ThompsonSampling"),
+    mabwiser(MABWISER_UCB1, "UCB1", alpha=1.0),
+    Contender(ORACLE, "oracle", {"type": "thompson"}),
+)
+
+DRIFT_CANDIDATES = tuple(c.label for c in DRIFTING
+                         if c.label.startswith("ours thompson, change detection"))
+
 
 VW_POLICIES = (
     ("online_cover (cover 3)", {"type": "online_cover", "cover": 3}),
@@ -237,6 +324,7 @@ class Case:
     delay: int
     contenders: tuple[Contender, ...]
     switch_at: int | None = None
+    changes: tuple[int, ...] = ()
 
     def contender(self, label: str) -> Contender:
         return next(c for c in self.contenders if c.label == label)
@@ -263,7 +351,52 @@ def make_cases(quick: bool) -> dict[str, Case]:
         Case("categorical", "CategoricalProblem(n_arms=4, seed=0)",
              CategoricalProblem(n_arms=4, seed=0), 10_000 // scale, 0, CATEGORICAL),
     ]
-    return {case.name: case for case in cases}
+    return {case.name: case for case in [*cases, *drift_cases(quick)]}
+
+
+# The drift suite: K = 2, 3, 5 arms, arm 0 the worst and arm 1 the best at the start.
+DRIFT_MEANS = {2: (0.3, 0.5), 3: (0.3, 0.5, 0.4), 5: (0.3, 0.5, 0.4, 0.35, 0.45)}
+DRIFT_STEPS = 20_000
+ABRUPT = ("best-worse", "abandoned-small", "abandoned-large", "two-switches")
+STATIONARY = "stationary"
+
+
+def drift_cases(quick: bool) -> list[Case]:
+    """Every drift case for every K (see the module docstring)."""
+    steps = DRIFT_STEPS // (10 if quick else 1)
+    half, third = steps // 2, steps // 3
+    cases = []
+    for k, start in DRIFT_MEANS.items():
+        def moved(arm: int, mean: float, start: tuple[float, ...] = start) -> list[float]:
+            return [mean if i == arm else m for i, m in enumerate(start)]
+
+        def switch(description: str, *changes: tuple[int, list[float]],
+                   start: tuple[float, ...] = start) -> tuple[str, Problem, tuple[int, ...]]:
+            return (description, BernoulliProblem(start, switches=list(changes)),
+                    tuple(step for step, _ in changes))
+
+        shapes = {
+            "best-worse": switch(f"arm 1 (best) 0.5 → 0.2 at step {half:,}",
+                                 (half, moved(1, 0.2))),
+            "abandoned-small": switch(f"arm 0 (worst) 0.3 → 0.6 at step {half:,}",
+                                      (half, moved(0, 0.6))),
+            "abandoned-large": switch(f"arm 0 (worst) 0.3 → 0.8 at step {half:,}",
+                                      (half, moved(0, 0.8))),
+            "two-switches": switch(f"arm 0 0.3 → 0.7 at step {third:,}, back to 0.3 at "
+                                   f"{2 * third:,}", (third, moved(0, 0.7)),
+                                   (2 * third, list(start))),
+            "gradual": (f"arm 0 0.3 → 0.7 in a straight line over steps {steps // 4:,}–"
+                        f"{3 * steps // 4:,} (best from {half:,})",
+                        DriftingProblem([(0, start), (steps // 4, start),
+                                         (3 * steps // 4, moved(0, 0.7))]), (half,)),
+            STATIONARY: ("no change", BernoulliProblem(start), ()),
+        }
+        for shape, (description, problem, changes) in shapes.items():
+            cases.append(Case(f"drift-k{k}-{shape}",
+                              f"K={k}, means {' / '.join(f'{m:.2f}' for m in start)}; "
+                              f"{description}", problem, steps, 0, DRIFTING,
+                              changes[0] if changes else None, changes))
+    return cases
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +410,7 @@ class Outcome:
 def simulate(case_name: str, label: str, seed: int, quick: bool, batch: int) -> Outcome:
     """One run of one contender on one case (in a worker process)."""
     case = make_cases(quick)[case_name]
-    policy = case.contender(label).build(case.problem.arms, seed)
+    policy = case.contender(label).build(case.problem.arms, seed, case.changes)
     start = time.perf_counter()
     # run only calls arms / probabilities / update, which the references offer too.
     result = run(cast(Policy, policy), case.problem, case.steps, seed=seed, delay=case.delay,
@@ -405,6 +538,12 @@ BUDGETS = (
       for name, _ in VW_POLICIES),
     *(Budget(case, SQUARECB, VW_SQUARECB, reward_margin=0.01)
       for case in ("contextual", "categorical")),
+    # The drift budgets, checked on the defaults and, to show what each setting
+    # trades, on every change-detecting variant of the suite.
+    *(Budget(f"drift-k{k}-{shape}", label, MABWISER_UCB1, max_regret_ratio=0.8)
+      for label in DRIFT_CANDIDATES for k in DRIFT_MEANS for shape in ABRUPT),
+    *(Budget(f"drift-k{k}-{STATIONARY}", label, "ours thompson", max_regret_ratio=1.05)
+      for label in DRIFT_CANDIDATES for k in DRIFT_MEANS),
 )
 
 
@@ -446,12 +585,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="worker processes (default: up to 2)")
     parser.add_argument("--cases", nargs="+", default=None,
-                        help="only these cases (k2-close k5 switch delay contextual "
-                             "categorical)")
+                        help="only these cases: names (k2-close k5 switch delay contextual "
+                             "categorical drift-k3-stationary ...) or groups: classic (the "
+                             "default), drift (the drift suite), all")
     args = parser.parse_args(argv)
     seeds = args.seeds if args.seeds is not None else (3 if args.quick else 30)
     cases = make_cases(args.quick)
-    selected = args.cases or list(cases)
+    groups = {"all": list(cases), "drift": [n for n in cases if n.startswith("drift-")],
+              "classic": [n for n in cases if not n.startswith("drift-")]}
+    selected = [name for wanted in (args.cases or ["classic"])
+                for name in groups.get(wanted, [wanted])]
     unknown = set(selected) - set(cases)
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -125,6 +126,31 @@ def test_unsigned_calls_are_missing_authentication_token(router: Router) -> None
     assert answer.status_code == 403
     assert answer.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
     assert router.logged() == before
+    metrics = httpx.get(f"{router.url}/metrics").text
+    assert re.search(r'bandit_router_rejected_requests_total\{code="MissingAuthentication'
+                     r'TokenException",route="invocations"\} [2-9]', metrics), metrics
+
+
+def test_the_route_behind_fastapi_checks_callers_too(router: Router) -> None:
+    # Under a root path the raw ASGI fast path steps aside and FastAPI routes the call.
+    url = f"{router.url}/endpoints/{SIM_ENDPOINT}/invocations"
+
+    async def call(headers: dict[str, str]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=router.app, root_path="/api")
+        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+            return await client.post(f"/api/endpoints/{SIM_ENDPOINT}/invocations",
+                                     content=BODY, headers=headers)
+
+    unsigned = asyncio.run(call({"Content-Type": "application/json"}))
+    assert unsigned.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+    # Signed for the URL sent. A verified key reaching its allow list shows the signature
+    # matched (a call that passes would invoke the backend, whose session lives on the
+    # server's event loop, not this one).
+    sent = url.replace(router.url, "http://router/api")
+    narrow = asyncio.run(call(signed(NARROW_KEY, sent, BODY)))
+    assert narrow.headers["x-amzn-ErrorType"] == "AccessDeniedException"
+    wrong = asyncio.run(call(signed({**NARROW_KEY, "secret_access_key": "x"}, sent, BODY)))
+    assert wrong.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
 
 
 def test_a_wrong_secret_is_an_invalid_signature(router: Router,

@@ -26,6 +26,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from starlette.types import Scope
@@ -105,6 +106,17 @@ def _parse_authorization(header: str) -> tuple[list[str], list[str], str]:
     return credential, fields["SignedHeaders"].split(";"), fields["Signature"]
 
 
+@dataclass(frozen=True, slots=True)
+class SignedCall:
+    """A call whose signature header checked out, before its body is read."""
+
+    key: CallerKey
+    headers: Mapping[str, list[str]] = field(repr=False)
+    signed_names: list[str]
+    signature: str = field(repr=False)
+    timestamp: str
+
+
 class CallerAuth:
     """Verifies SigV4 signed calls against a :class:`KeyRing` and checks allow lists."""
 
@@ -132,13 +144,14 @@ class CallerAuth:
                     ", ".join(auth.keys.names()))
         return auth
 
-    def require_signature(self, headers: Mapping[str, str]) -> None:
-        """Refuse an unsigned call before its body is read."""
-        if not headers.get("authorization"):
-            raise MissingAuthenticationToken("Missing Authentication Token")
-
     def verify(self, scope: Scope, body: bytes) -> CallerKey:
         """The key that signed this request; a ``CallerRefused`` error otherwise."""
+        return self.check_body(self.check_headers(scope), scope, body)
+
+    def check_headers(self, scope: Scope) -> SignedCall:
+        """Everything that can be checked before the body is read (so an unsigned or
+        unknown caller never makes the router read 6 MB): the header's form, the key,
+        the date and the credential's scope."""
         headers = scope_headers(scope)
         authorization = headers.get("authorization", [""])[0]
         if not authorization:
@@ -176,13 +189,18 @@ class CallerAuth:
                                    f"'{timestamp[:8]}'.")
         if "host" not in signed_names or "x-amz-date" not in signed_names:
             raise IncompleteSignature("SignedHeaders must include host and x-amz-date.")
-        expected = self._signature(key, scope, headers, signed_names, body, timestamp)
-        if not hmac.compare_digest(expected.encode(), given.encode()):
-            raise InvalidSignature(_MISMATCH)
-        return key
+        return SignedCall(key, headers, signed_names, given, timestamp)
 
-    def _signature(self, key: CallerKey, scope: Scope, headers: Mapping[str, list[str]],
-                   signed_names: list[str], body: bytes, timestamp: str) -> str:
+    def check_body(self, call: SignedCall, scope: Scope, body: bytes) -> CallerKey:
+        """The key of ``call`` once its signature over ``scope`` and ``body`` matches."""
+        expected = self._signature(call, scope, body)
+        if not hmac.compare_digest(expected.encode(), call.signature.encode()):
+            raise InvalidSignature(_MISMATCH)
+        return call.key
+
+    def _signature(self, call: SignedCall, scope: Scope, body: bytes) -> str:
+        key, headers, signed_names, timestamp = (call.key, call.headers, call.signed_names,
+                                                 call.timestamp)
         body_hash = hashlib.sha256(body).hexdigest()
         claimed = headers.get("x-amz-content-sha256")
         if claimed is not None and claimed[0] != body_hash:

@@ -70,9 +70,9 @@ async def decide(request: Request) -> Response:
     try:
         raw = b""
         if auth is not None:  # the same SigV4 keys as the invocations
-            auth.require_signature(request.headers)
+            call = auth.check_headers(request.scope)
             raw = await request.body()
-            key = auth.verify(request.scope, raw)
+            key = auth.check_body(call, request.scope, raw)
         route = state.by_experiment(request.path_params["experiment"])
         if auth is not None:
             auth.authorize(key, route.config.name)

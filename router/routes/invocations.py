@@ -90,9 +90,9 @@ async def _authenticate(
 ) -> Callable[[], Awaitable[bytes]]:
     """Verify the caller's signature over the body and its key's allow list; the body,
     already read, for the rest of the call."""
-    auth.require_signature(headers)  # an unsigned call is refused before its body is read
+    call = auth.check_headers(scope)  # an unsigned call is refused before its body is read
     body = await _read_checked(headers, read_body)
-    key = auth.verify(scope, body)
+    key = auth.check_body(call, scope, body)
     auth.authorize(key, state.by_endpoint(endpoint_name).config.name)
 
     async def read_again() -> bytes:

@@ -153,6 +153,20 @@ def test_the_route_behind_fastapi_checks_callers_too(router: Router) -> None:
     assert wrong.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
 
 
+def test_unsigned_and_unknown_callers_are_refused_before_the_body_is_read(
+        router: Router) -> None:
+    url = f"{router.url}/endpoints/{SIM_ENDPOINT}/invocations"
+    big = b"x" * (7 << 20)  # over SageMaker's 6 MB: a ValidationError once read
+    unknown = {"access_key_id": "AKIDNOBODY0000001", "secret_access_key": "x"}
+    for headers, code in (({}, "MissingAuthenticationTokenException"),
+                          (signed(unknown, url, b""), "UnrecognizedClientException")):
+        answer = httpx.post(url, content=big, headers=headers)
+        assert (answer.status_code, answer.headers["x-amzn-ErrorType"]) == (403, code)
+    # A known key's body is read and checked before the signature over it.
+    answer = httpx.post(url, content=big, headers=signed(ENV_KEY, url, b""))
+    assert answer.headers["x-amzn-ErrorType"] == "ValidationError"
+
+
 def test_a_wrong_secret_is_an_invalid_signature(router: Router,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     wrong = {**FILE_KEY, "secret_access_key": "not-the-secret"}

@@ -11,6 +11,9 @@ hashes the body and the canonical request and computes one HMAC.
 The output is byte-for-byte botocore's (``tests/router/test_sigv4.py`` compares
 the two over generated headers, bodies, session tokens and a change of day):
 the same ``X-Amz-Date``, ``X-Amz-Security-Token`` and ``Authorization`` headers.
+The pieces (``canonical_uri``, ``derive_signing_key``, ``canonical_request_hash``,
+``signature``) also verify callers' signatures (``router.auth``), so the router
+checks exactly what it would send.
 """
 
 from __future__ import annotations

@@ -116,6 +116,23 @@ def test_right_keys_from_the_environment_and_the_file_are_served(router: Router)
         assert json.loads(response["Body"].read())
 
 
+def test_signed_headers_with_odd_spacing_verify(router: Router) -> None:
+    # SigV4 trims and folds spaces in signed header values; the router must do the same.
+    client = router.client(ENV_KEY)
+
+    def add_context(request: Any, **_: Any) -> None:
+        request.headers["X-Bandit-Context"] = '{"country":  "fr",   "age": 31}  '
+
+    client.meta.events.register("before-sign.sagemaker-runtime.InvokeEndpoint", add_context)
+    response = client.invoke_endpoint(EndpointName=SIM_ENDPOINT, Body=BODY,
+                                      ContentType="application/json",
+                                      CustomAttributes="  a   b  c ", InferenceId="odd-spacing")
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+    events = [e for _, e in asyncio.run(router.store.read_decisions(1_000_000))
+              if e["event_id"] == "odd-spacing"]
+    assert [e["context"] for e in events] == [{"country": "fr", "age": 31}]
+
+
 def test_unsigned_calls_are_missing_authentication_token(router: Router) -> None:
     before = router.logged()
     assert refused(router.client(None)) == ("MissingAuthenticationTokenException", 403,

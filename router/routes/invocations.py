@@ -1,6 +1,7 @@
 """``POST /endpoints/{EndpointName}/invocations``: SageMaker's InvokeEndpoint, routed by the bandit.
 
-Per request: validate the headers as SageMaker does, extract the context,
+Per request: verify the caller's signature when ``auth.mode`` is ``sigv4``
+(``router.auth``), validate the headers as SageMaker does, extract the context,
 decide (or honour ``TargetVariant``), invoke the variant, append the decision
 event to the log, and only then answer: the model's body, or the variant's error
 as SageMaker's error shape. The outcome goes to the guardrails and metrics right

@@ -158,15 +158,17 @@ class CallerAuth:
             raise MissingAuthenticationToken("Missing Authentication Token")
         credential, signed_names, given = _parse_authorization(authorization)
         key_id, day, region, service, _ = credential
-        key = self.keys.get(key_id)
-        if key is None:
-            raise UnrecognizedClient("The security token included in the request is invalid.")
         timestamp = headers.get("x-amz-date", [""])[0]
         try:
             signed_at = calendar.timegm(time.strptime(timestamp, _TIMESTAMP))
         except ValueError:
             raise IncompleteSignature("Authorization header requires existence of a valid "
                                       "'X-Amz-Date' header.") from None
+        if "host" not in signed_names or "x-amz-date" not in signed_names:
+            raise IncompleteSignature("SignedHeaders must include host and x-amz-date.")
+        key = self.keys.get(key_id)
+        if key is None:
+            raise UnrecognizedClient("The security token included in the request is invalid.")
         now = self._wall_clock()
         window = f"{self.skew_s // 60} min." if self.skew_s % 60 == 0 else f"{self.skew_s} s"
         if signed_at < now - self.skew_s:
@@ -187,8 +189,6 @@ class CallerAuth:
             raise InvalidSignature(f"Date in Credential scope does not match YYYYMMDD from "
                                    f"ISO-8601 version of date from HTTP: '{day}' != "
                                    f"'{timestamp[:8]}'.")
-        if "host" not in signed_names or "x-amz-date" not in signed_names:
-            raise IncompleteSignature("SignedHeaders must include host and x-amz-date.")
         return SignedCall(key, headers, signed_names, given, timestamp)
 
     def check_body(self, call: SignedCall, scope: Scope, body: bytes) -> CallerKey:

@@ -184,6 +184,19 @@ def test_unsigned_and_unknown_callers_are_refused_before_the_body_is_read(
     assert answer.headers["x-amzn-ErrorType"] == "ValidationError"
 
 
+def test_a_malformed_signature_is_incomplete(router: Router) -> None:
+    url = f"{router.url}/endpoints/{SIM_ENDPOINT}/invocations"
+    good = signed(ENV_KEY, url, BODY)
+    no_date = {k: v for k, v in good.items() if k.lower() != "x-amz-date"}
+    for headers, says in (({"Authorization": "Bearer abc"}, "AWS4-HMAC-SHA256"),
+                          ({"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/x"}, "requires"),
+                          (no_date, "X-Amz-Date")):
+        answer = httpx.post(url, content=BODY, headers=headers)
+        assert (answer.status_code, answer.headers["x-amzn-ErrorType"]) == (
+            403, "IncompleteSignatureException")
+        assert says in answer.json()["message"]
+
+
 def test_a_wrong_secret_is_an_invalid_signature(router: Router,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     wrong = {**FILE_KEY, "secret_access_key": "not-the-secret"}

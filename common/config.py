@@ -36,6 +36,7 @@ from bandit import BanditError, SpecError, make_policy
 from .config_problems import ConfigError, problem_lines, read_yaml
 from .config_sections import (
     ArchiveConfig,
+    AuthConfig,
     ColumnFeature,
     ConfigModel,
     ContextConfig,
@@ -54,8 +55,8 @@ from .config_sections import (
 )
 
 __all__ = [
-    "DEFAULT_CONFIG", "ArchiveConfig", "ColumnFeature", "ConfigError", "ContextConfig",
-    "DecisionLogConfig", "ExperimentConfig", "GuardrailConfig", "PointerFeature",
+    "DEFAULT_CONFIG", "ArchiveConfig", "AuthConfig", "ColumnFeature", "ConfigError",
+    "ContextConfig", "DecisionLogConfig", "ExperimentConfig", "GuardrailConfig", "PointerFeature",
     "RewardConfig", "Secrets", "Settings", "VariantConfig", "WeightsPushConfig",
     "load_settings", "parse_settings",
 ]
@@ -257,6 +258,9 @@ class Settings(ConfigModel):
     decision_log: DecisionLogConfig = Field(
         default_factory=DecisionLogConfig,
         description="The decision log's bounds and its spool for Redis outages.")
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Who may call the invocations and decisions routes.")
 
     @field_validator("experiments")
     @classmethod
@@ -310,15 +314,19 @@ class Secrets:
 
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     admin_token: str | None = field(default=None, repr=False)
+    caller_keys: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Secrets:
-        """``BANDIT_ROUTER_WEBHOOK_SECRET`` (comma-separated: two during rotation) and
-        ``BANDIT_ROUTER_ADMIN_TOKEN``; empty values count as unset."""
+        """``BANDIT_ROUTER_WEBHOOK_SECRET`` (comma-separated: two during rotation),
+        ``BANDIT_ROUTER_ADMIN_TOKEN`` and ``BANDIT_ROUTER_CALLER_KEYS`` (the caller keys
+        of ``auth: {mode: sigv4}`` as JSON, read by ``router.auth_keys``); empty values
+        count as unset."""
         raw = environ.get("BANDIT_ROUTER_WEBHOOK_SECRET", "")
         secrets = tuple(s.strip() for s in raw.split(",") if s.strip())
         token = environ.get("BANDIT_ROUTER_ADMIN_TOKEN", "").strip() or None
-        return cls(webhook_secrets=secrets, admin_token=token)
+        keys = environ.get("BANDIT_ROUTER_CALLER_KEYS", "").strip() or None
+        return cls(webhook_secrets=secrets, admin_token=token, caller_keys=keys)
 
 
 DEFAULT_CONFIG = parse_settings({

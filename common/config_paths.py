@@ -4,7 +4,9 @@ Validation (``common.config``) looks at the file only; whether a path can be use
 depends on the machine, so ``check-config`` and ``serve`` ask here too. Today that
 is ``decision_log.spool_path``, which a Redis store opens (creating its directory)
 at start-up: a spool under a regular file, or in a directory that cannot be
-created or written, would otherwise stop the router with a traceback.
+created or written, would otherwise stop the router with a traceback; and
+``auth.keys_file``, which must be a readable file (its content is checked when
+the router reads it, ``router.auth_keys``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def path_problems(settings: Settings, *, create: bool = False) -> list[str]:
         problem = spool_path_problem(settings.decision_log.spool_path, create=create)
         if problem is not None:
             problems.append(f"decision_log.spool_path: {problem}")
+    keys_file = settings.auth.keys_file
+    if keys_file is not None and not (Path(keys_file).is_file()
+                                      and os.access(keys_file, os.R_OK)):
+        problems.append(f"auth.keys_file: {keys_file!r} is not a readable file")
     return problems
 
 

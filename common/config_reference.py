@@ -226,6 +226,11 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("`BANDIT_ROUTER_ADMIN_TOKEN`", "`serve`",
      "The bearer token of the admin API (with its `/stats` and `/timeline`); unset: those "
      "answer 403."),
+    ("`BANDIT_ROUTER_CALLER_KEYS`", "`serve`",
+     "With `auth.mode: sigv4`: caller keys as JSON, `{name: {access_key_id, "
+     "secret_access_key, experiments}}` (`experiments`: a list of experiment names, or "
+     "`\"*\"` for every one), beside or instead of `auth.keys_file`; an access key id "
+     "must not be in both."),
     ("`AWS_REGION`, `AWS_DEFAULT_REGION`", "`serve`, `ingest`",
      "The region of the SageMaker endpoints (the first one set, else the AWS config "
      "file's `region`); `serve` stops with one line when an experiment uses "

@@ -352,3 +352,46 @@ class DecisionLogConfig(ConfigModel):
         gt=0, le=(1 << 63) - 1,
         description="About how many entries the decision log keeps (Redis: `XADD MAXLEN ~`; "
                     "`memory://`: the newest, trimmed a tenth at a time).")] = 1_000_000
+
+
+AwsRegion = Annotated[StrictStr, _checked(
+    r"[a-z]{2}(-[a-z0-9]+)+", "an AWS region such as us-east-1", 32)]
+
+
+class AuthConfig(ConfigModel):
+    """Who may call the invocations and decisions routes. `none` (the default) lets anyone
+    who reaches the router invoke every endpoint with the router's own AWS identity;
+    `sigv4` verifies each call's AWS signature against the configured caller keys."""
+
+    mode: Literal["none", "sigv4"] = Field(
+        default="none",
+        description="`none`: no caller authentication (a warning is logged at start-up); "
+                    "`sigv4`: callers sign as for SageMaker Runtime (service `sagemaker`) "
+                    "with a key from `BANDIT_ROUTER_CALLER_KEYS` or `keys_file`.")
+    region: AwsRegion | None = Field(
+        default=None,
+        description="With `sigv4` (required): the region callers sign for, the "
+                    "`region_name` of their boto3 client.")
+    keys_file: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        default=None,
+        description="With `sigv4`: a JSON or YAML file of caller keys (`{name: "
+                    "{access_key_id, secret_access_key, experiments}}`), looked at once a "
+                    "second and re-read when it changed, so keys rotate without a restart.")
+    clock_skew_seconds: Annotated[StrictInt, Field(
+        ge=1, le=3600, description="How far a call's `X-Amz-Date` may be from the router's "
+                                   "clock, either way, before its signature has expired "
+                                   "(the 5 minutes AWS's own errors state).")] = 300
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuthConfig:
+        errors: list[InitErrorDetails] = []
+        if self.mode == "sigv4" and self.region is None:
+            errors.append(error_line(("region",), "is required when mode is sigv4", None))
+        if self.mode == "none":
+            for key in ("region", "keys_file"):
+                if getattr(self, key) is not None:
+                    errors.append(error_line((key,), "only applies when mode is sigv4",
+                                             getattr(self, key)))
+        if errors:
+            raise PydanticValidationError.from_exception_data(type(self).__name__, errors)
+        return self

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from common.api_errors import ApiError, api_error_response
 from common.config import Secrets, Settings
 
+from .auth import CallerAuth
 from .errors import InternalFailure, error_response
 from .fast_path import RouterApp
 from .markers import open_marker_log
@@ -46,6 +47,8 @@ def create_app(
     The config file's experiments are served from the start; once the registry answers,
     it is seeded with those it lacks and becomes the source of truth (``router.sync``).
     The invocations route is served as raw ASGI ahead of FastAPI (``router.fast_path``).
+    Callers of the invocations and decisions routes are verified by ``settings.auth``
+    (``router.auth``); a ``ValueError`` when its keys cannot be used.
     """
     if store is None:
         log_settings = settings.decision_log
@@ -54,6 +57,9 @@ def create_app(
                            stream_maxlen=log_settings.stream_maxlen)
     state = build_state(settings, store, secrets=secrets, backend_factory=backend_factory,
                         environ=environ)
+    # Built before anything is started: keys that cannot be used stop the start-up here.
+    caller_auth = CallerAuth.from_settings(settings.auth, state.secrets,
+                                           wall_clock=lambda: state.wall_clock())
     sync = RegistrySync(state, registry if registry is not None else open_registry(settings.store),
                         poll_s=registry_poll_s)
     if stats_source is None:
@@ -79,7 +85,9 @@ def create_app(
 
     app = RouterApp(title="bandit-router", version="0.1.0", lifespan=lifespan)
     app.router_state = state
+    app.caller_auth = caller_auth
     app.state.router = state
+    app.state.caller_auth = caller_auth
     app.state.sync = sync
     app.state.stats_source = stats_source
     app.add_route("/endpoints/{endpoint_name}/invocations", invocations.invoke_endpoint,

@@ -7,6 +7,9 @@
     │   ├── ModelError             424  the variant failed (OriginalStatusCode, OriginalMessage)
     │   ├── ModelNotReady          429  ModelNotReadyException
     │   ├── InternalFailure        500
+    │   ├── CallerRefused          403  the caller's SigV4 signature or key (``router.auth``):
+    │   │                               MissingAuthenticationToken, UnrecognizedClient,
+    │   │                               IncompleteSignature, InvalidSignature, AccessDenied
     │   └── ServiceUnavailable     503  throttled after retries, backend unreachable, log full
     └── RegistryError                  a registry operation that could not be done
         ├── RegistryUnavailableError   the store did not answer: keep what you have, retry
@@ -74,6 +77,44 @@ class InternalFailure(RouterError):
 
     code = "InternalFailure"
     status = 500
+
+
+class CallerRefused(RouterError):
+    """The caller is not authenticated or not allowed (403); the subclasses are the codes
+    AWS answers for the same faults, so boto3 raises what its users already handle."""
+
+    code = "AccessDeniedException"
+    status = 403
+
+
+class MissingAuthenticationToken(CallerRefused):
+    """No ``Authorization`` header (an unsigned call)."""
+
+    code = "MissingAuthenticationTokenException"
+
+
+class UnrecognizedClient(CallerRefused):
+    """The access key id is not one the router is configured with."""
+
+    code = "UnrecognizedClientException"
+
+
+class IncompleteSignature(CallerRefused):
+    """The ``Authorization`` header is not a well-formed SigV4 one."""
+
+    code = "IncompleteSignatureException"
+
+
+class InvalidSignature(CallerRefused):
+    """The signature does not match, is for another region or service, or has expired."""
+
+    code = "InvalidSignatureException"
+
+
+class AccessDenied(CallerRefused):
+    """The key is valid but not allowed for this experiment."""
+
+    code = "AccessDeniedException"
 
 
 class ServiceUnavailable(RouterError):

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from .auth import CallerAuth
 from .errors import InternalFailure, ValidationError, error_response
 from .routes.invocations import serve_invocation
 from .state import RouterState
@@ -74,12 +75,12 @@ class BodyReader:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def serve_fast(state: RouterState, endpoint_name: str, scope: Scope, receive: Receive,
-                     send: Send) -> None:
-    """Answer one invocation straight from ASGI."""
+async def serve_fast(state: RouterState, auth: CallerAuth | None, endpoint_name: str,
+                     scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one invocation straight from ASGI (``auth``: the caller check, if any)."""
     try:
-        response = await serve_invocation(state, endpoint_name, request_headers(scope),
-                                          BodyReader(receive))
+        response = await serve_invocation(state, auth, endpoint_name, scope,
+                                          request_headers(scope), BodyReader(receive))
     except ClientDisconnect:
         return  # nobody to answer; no decision was made
     except Exception:
@@ -94,10 +95,12 @@ class RouterApp(FastAPI):
     """FastAPI with the invocations route served by :func:`serve_fast` first."""
 
     router_state: RouterState
+    caller_auth: CallerAuth | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint_name = invocation_endpoint(scope)
         if endpoint_name is None:
             await super().__call__(scope, receive, send)
             return
-        await serve_fast(self.router_state, endpoint_name, scope, receive, send)
+        await serve_fast(self.router_state, self.caller_auth, endpoint_name, scope, receive,
+                         send)

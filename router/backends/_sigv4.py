@@ -11,6 +11,9 @@ hashes the body and the canonical request and computes one HMAC.
 The output is byte-for-byte botocore's (``tests/router/test_sigv4.py`` compares
 the two over generated headers, bodies, session tokens and a change of day):
 the same ``X-Amz-Date``, ``X-Amz-Security-Token`` and ``Authorization`` headers.
+The pieces (``canonical_uri``, ``derive_signing_key``, ``canonical_request_hash``,
+``signature``) also verify callers' signatures (``router.auth``), so the router
+checks exactly what it would send.
 """
 
 from __future__ import annotations
@@ -52,16 +55,44 @@ class SigningCredentials(NamedTuple):
 
 def canonical_path(url: str) -> str:
     """The canonical URI of ``url``, as botocore's ``SigV4Auth`` computes it."""
-    return quote(normalize_url_path(urlsplit(url).path), safe="/~")
+    return canonical_uri(urlsplit(url).path)
+
+
+def canonical_uri(path: str) -> str:
+    """The canonical URI of a request path as sent on the wire (still percent-encoded):
+    botocore normalises it and encodes it once more, so ``%20`` is signed as ``%2520``."""
+    return quote(normalize_url_path(path), safe="/~")
 
 
 def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
 
-def _trimall(value: str) -> str:
-    # SigV4's Trimall: no leading or trailing space, runs of spaces as one.
+def trimall(value: str) -> str:
+    """SigV4's Trimall: no leading or trailing space, runs of spaces as one."""
     return " ".join(value.split())
+
+
+def derive_signing_key(secret_key: str, day: str, region: str, service: str) -> bytes:
+    """The SigV4 signing key of ``secret_key`` for one UTC day (``yyyymmdd``)."""
+    key = _hmac(f"AWS4{secret_key}".encode(), day)
+    key = _hmac(key, region)
+    key = _hmac(key, service)
+    return _hmac(key, "aws4_request")
+
+
+def canonical_request_hash(method: str, path: str, query: str, header_lines: str,
+                           signed_headers: str, payload_hash: str) -> str:
+    """The hex SHA-256 of the canonical request; ``header_lines`` ends in a newline."""
+    return hashlib.sha256(
+        f"{method}\n{path}\n{query}\n{header_lines}\n{signed_headers}\n"
+        f"{payload_hash}".encode()).hexdigest()
+
+
+def signature(key: bytes, timestamp: str, scope: str, request_hash: str) -> str:
+    """The hex signature of a canonical request's hash with a derived ``key``."""
+    return hmac.new(key, f"{ALGORITHM}\n{timestamp}\n{scope}\n{request_hash}".encode(),
+                    hashlib.sha256).hexdigest()
 
 
 class SigV4Signer:
@@ -84,10 +115,7 @@ class SigV4Signer:
 
     def _signing_key(self, secret_key: str, day: str) -> bytes:
         if self._key_for != (secret_key, day):
-            key = _hmac(f"AWS4{secret_key}".encode(), day)
-            key = _hmac(key, self.region)
-            key = _hmac(key, self.service)
-            self._key = _hmac(key, "aws4_request")
+            self._key = derive_signing_key(secret_key, day, self.region, self.service)
             self._key_for = (secret_key, day)
         return self._key
 
@@ -116,18 +144,16 @@ class SigV4Signer:
         for name, value in signed.items():
             lowered = name.lower()
             if lowered not in _EXCLUDED:
-                canonical.setdefault(lowered, []).append(_trimall(value))
+                canonical.setdefault(lowered, []).append(trimall(value))
         names = sorted(canonical)
         signed_headers = ";".join(names)
         header_lines = "".join(f"{name}:{','.join(canonical[name])}\n" for name in names)
-        request_hash = hashlib.sha256(
-            f"POST\n{path}\n\n{header_lines}\n{signed_headers}\n"
-            f"{hashlib.sha256(body).hexdigest()}".encode()).hexdigest()
+        request_hash = canonical_request_hash("POST", path, "", header_lines, signed_headers,
+                                              hashlib.sha256(body).hexdigest())
         day = timestamp[:8]
         scope = f"{day}/{self.region}/{self.service}/aws4_request"
-        signature = hmac.new(self._signing_key(secret_key, day),
-                             f"{ALGORITHM}\n{timestamp}\n{scope}\n{request_hash}".encode(),
-                             hashlib.sha256).hexdigest()
+        signed_with = signature(self._signing_key(secret_key, day), timestamp, scope,
+                                request_hash)
         signed["Authorization"] = (f"{ALGORITHM} Credential={access_key}/{scope}, "
-                                   f"SignedHeaders={signed_headers}, Signature={signature}")
+                                   f"SignedHeaders={signed_headers}, Signature={signed_with}")
         return signed

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from common.json_input import FINITE, InvalidJSONError, parse_json
 
+from ..auth import CallerAuth
 from ..errors import RouterError, ValidationError, error_response
 from ..events import decision_event
 from ..state import RouterState
@@ -65,9 +66,17 @@ async def decide(request: Request) -> Response:
     """The route handler."""
     state: RouterState = request.app.state.router
     started = time.perf_counter()
+    auth: CallerAuth | None = request.app.state.caller_auth
     try:
+        raw = b""
+        if auth is not None:  # the same SigV4 keys as the invocations
+            call = auth.check_headers(request.scope)
+            raw = await request.body()
+            key = auth.check_body(call, request.scope, raw)
         route = state.by_experiment(request.path_params["experiment"])
-        body = parse_decision_request(await request.body())
+        if auth is not None:
+            auth.authorize(key, route.config.name)
+        body = parse_decision_request(raw if auth is not None else await request.body())
         context = route.context.check(body.context) if body.context is not None else None
         decision = route.experiment.decide(context, now=state.clock(), eligible=body.eligible,
                                            unit_id=body.unit_id, event_id=body.event_id)

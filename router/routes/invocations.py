@@ -1,6 +1,7 @@
 """``POST /endpoints/{EndpointName}/invocations``: SageMaker's InvokeEndpoint, routed by the bandit.
 
-Per request: validate the headers as SageMaker does, extract the context,
+Per request: verify the caller's signature when ``auth.mode`` is ``sigv4``
+(``router.auth``), validate the headers as SageMaker does, extract the context,
 decide (or honour ``TargetVariant``), invoke the variant, append the decision
 event to the log, and only then answer: the model's body, or the variant's error
 as SageMaker's error shape. The outcome goes to the guardrails and metrics right
@@ -16,8 +17,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from .. import markers
+from ..auth import CallerAuth
 from ..backends import InvokeRequest, InvokeResult
 from ..errors import (
     InternalFailure,
@@ -56,16 +59,22 @@ def outcome_of(error: RouterError | None) -> str:
 async def invoke_endpoint(request: Request) -> Response:
     """The Starlette route: what ``/docs`` shows, and what serves requests the raw ASGI
     fast path (``router.fast_path``) leaves to FastAPI."""
-    return await serve_invocation(request.app.state.router, request.path_params["endpoint_name"],
+    return await serve_invocation(request.app.state.router, request.app.state.caller_auth,
+                                  request.path_params["endpoint_name"], request.scope,
                                   request.headers, request.body)
 
 
-async def serve_invocation(state: RouterState, endpoint_name: str, headers: Mapping[str, str],
+async def serve_invocation(state: RouterState, auth: CallerAuth | None, endpoint_name: str,
+                           scope: Scope, headers: Mapping[str, str],
                            read_body: Callable[[], Awaitable[bytes]]) -> Response:
-    """One InvokeEndpoint call: ``headers`` keyed in lower case, ``read_body`` reads the
-    request body (and may raise ValidationError when it is too large)."""
+    """One InvokeEndpoint call: ``auth`` verifies the caller (None: anyone may call),
+    ``headers`` keyed in lower case, ``read_body`` reads the request body (and may raise
+    ValidationError when it is too large)."""
     started = time.perf_counter()
     try:
+        if auth is not None:
+            read_body = await _authenticate(state, auth, endpoint_name, scope, headers,
+                                            read_body)
         route, decision, invoke, context = await _decide(state, endpoint_name, headers,
                                                          read_body)
     except RouterError as error:
@@ -76,16 +85,39 @@ async def serve_invocation(state: RouterState, endpoint_name: str, headers: Mapp
     return response
 
 
-async def _decide(
-    state: RouterState, endpoint_name: str, headers: Mapping[str, str],
-    read_body: Callable[[], Awaitable[bytes]],
-) -> tuple[Route, Decision, InvokeRequest, dict[str, object] | None]:
-    route = state.by_endpoint(endpoint_name)
+async def _authenticate(
+    state: RouterState, auth: CallerAuth, endpoint_name: str, scope: Scope,
+    headers: Mapping[str, str], read_body: Callable[[], Awaitable[bytes]],
+) -> Callable[[], Awaitable[bytes]]:
+    """Verify the caller's signature over the body and its key's allow list; the body,
+    already read, for the rest of the call."""
+    call = auth.check_headers(scope)  # an unsigned call is refused before its body is read
+    body = await _read_checked(headers, read_body)
+    key = auth.check_body(call, scope, body)
+    auth.authorize(key, state.by_endpoint(endpoint_name).config.name)
+
+    async def read_again() -> bytes:
+        return body
+
+    return read_again
+
+
+async def _read_checked(headers: Mapping[str, str],
+                        read_body: Callable[[], Awaitable[bytes]]) -> bytes:
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit():
         check_body_size(int(declared))  # refuse before reading 6 MB+
     body = await read_body()
     check_body_size(len(body))
+    return body
+
+
+async def _decide(
+    state: RouterState, endpoint_name: str, headers: Mapping[str, str],
+    read_body: Callable[[], Awaitable[bytes]],
+) -> tuple[Route, Decision, InvokeRequest, dict[str, object] | None]:
+    route = state.by_endpoint(endpoint_name)
+    body = await _read_checked(headers, read_body)
     content_type = headers.get("content-type")
     accept = headers.get("accept")
     attributes = headers.get("x-amzn-sagemaker-custom-attributes")

@@ -436,3 +436,50 @@ def test_check_config_default_streams(tmp_path: Path, capsys: pytest.CaptureFixt
     captured = capsys.readouterr()
     assert captured.out == "OK: 1 experiment\n"
     assert captured.err == f"{tmp_path / 'missing.yaml'}: no such file\n"
+
+
+def auth_problems(auth: object) -> list[str]:
+    return problems({"experiments": [experiment()], "auth": auth})
+
+
+def test_auth_defaults_to_none_and_takes_sigv4_with_a_region() -> None:
+    assert DEFAULT_CONFIG.auth.mode == "none"
+    settings = parse_settings({"experiments": [experiment()], "auth": {
+        "mode": "sigv4", "region": "eu-west-1", "keys_file": "/etc/bandit/keys.yaml",
+        "clock_skew_seconds": 900}})
+    assert (settings.auth.mode, settings.auth.region, settings.auth.keys_file,
+            settings.auth.clock_skew_seconds) == ("sigv4", "eu-west-1",
+                                                  "/etc/bandit/keys.yaml", 900)
+
+
+def test_auth_keys_must_fit_the_mode() -> None:
+    assert auth_problems({"mode": "sigv4"}) == ["auth.region: is required when mode is sigv4"]
+    assert auth_problems({"region": "us-east-1", "keys_file": "k.json"}) == [
+        "auth.region: only applies when mode is sigv4",
+        "auth.keys_file: only applies when mode is sigv4"]
+    assert auth_problems({"mode": "iam"})[0].startswith(
+        "auth.mode: must be one of 'none' or 'sigv4'")
+    assert auth_problems({"mode": "sigv4", "region": "US East"}) == [
+        "auth.region: must be an AWS region such as us-east-1, got 'US East'"]
+    assert auth_problems({"mode": "sigv4", "region": "us-east-1",
+                          "clock_skew_seconds": 0}) == [
+        "auth.clock_skew_seconds: must be >= 1, got 0"]
+    assert auth_problems({"mode": "sigv4", "region": "us-east-1", "secret": "x"})[0].startswith(
+        "auth.secret:")
+
+
+def test_caller_keys_come_from_the_environment_and_stay_out_of_reprs() -> None:
+    keys = '{"ops": {"access_key_id": "AKID1", "secret_access_key": "s3cr3t-value"}}'
+    secrets = Secrets.from_env({"BANDIT_ROUTER_CALLER_KEYS": f" {keys} "})
+    assert secrets.caller_keys == keys and "s3cr3t-value" not in repr(secrets)
+    assert Secrets.from_env({"BANDIT_ROUTER_CALLER_KEYS": " "}).caller_keys is None
+
+
+def test_check_config_names_a_keys_file_it_cannot_read(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    text = FULL_EXAMPLE + f"auth: {{mode: sigv4, region: us-east-1, keys_file: '{keys}'}}\n"
+    out, err = io.StringIO(), io.StringIO()
+    assert check_config(write(tmp_path, text), out=out, err=err) == 2
+    assert err.getvalue() == f"auth.keys_file: {str(keys)!r} is not a readable file\n"
+    keys.write_text("{}")
+    assert check_config(write(tmp_path, text), out=io.StringIO(), err=io.StringIO()) == 0

@@ -225,17 +225,26 @@ def test_live_demo_ends_with_the_replay_of_its_archive(
     # The truth: the bandit's own mean reward, less the equal split's (the mean of the
     # three models' accuracies on the pool, shown in the summary table). The bandit
     # leaves the split's two weaker variants within a few hundred requests, so the
-    # split's estimate rests on few events and its interval is wide (too wide to test
-    # the gain's sign at 400 requests); the estimate must still sit within 4 of its
-    # standard errors of the truth: a miss once in ~16,000 runs if the interval is
-    # right. The estimators' coverage itself is tested in tests/bandit/test_ope_streaming.py.
-    accuracies = [float(cells[3]) for cells in (
-        [cell.strip() for cell in text.split("│")] for text in live_run.stdout.splitlines())
-        if len(cells) == 10 and cells[1].startswith("Variant")]
+    # split's estimate rests on the few dozen events each of them got, and those are
+    # adaptively stopped (a variant is starved after bad luck): the interval's first-
+    # order variance understates that, and one CI run missed by 4.1 of its standard
+    # errors (gain 0.029, truth 0.076). So the yardstick adds each variant mean's own
+    # binomial error at its count, from the known accuracies: the estimate must sit
+    # within 4 combined standard errors of the truth. The estimators' coverage on
+    # non-adaptive logs is tested in tests/bandit/test_ope_streaming.py.
+    table = [cells for cells in ([cell.strip() for cell in text.split("│")]
+                                 for text in live_run.stdout.splitlines())
+             if len(cells) == 10 and cells[1].startswith("Variant")]
+    accuracies = [float(cells[3]) for cells in table]
+    counts = [int(cells[6].replace(",", "")) for cells in table]
     own = float(out.split("mean reward ")[1].split(";")[0])
     truth = own - sum(accuracies) / len(accuracies)
     std_error = (upper - lower) / (2 * 1.96)
-    assert len(accuracies) == 3 and abs(gain - truth) <= 4 * std_error, (gain, truth, std_error)
+    split_error = math.sqrt(sum(a * (1 - a) / max(n, 1) for a, n in zip(
+        accuracies, counts, strict=True))) / len(accuracies)
+    tolerance = 4 * math.hypot(std_error, split_error)
+    assert len(accuracies) == 3 and sum(counts) == 400, (accuracies, counts)
+    assert abs(gain - truth) <= tolerance, (gain, truth, std_error, split_error)
     assert "bandit-router replay" in out
 
 
